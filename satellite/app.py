@@ -1,0 +1,203 @@
+"""Wires the boundaries together: microphone -> session machine -> MQTT."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from satellite import __version__
+from satellite.audio import Capture, FrameAssembler
+from satellite.config import Settings
+from satellite.contracts import StatusMessage, now_ms
+from satellite.models import feature_model_paths, vosk_model_path, wake_model_path
+from satellite.mqtt import MqttLink
+from satellite.outbox import Outbox, Outgoing
+from satellite.session import Event, Final, SessionMachine, SessionTiming, WakeDetected
+from satellite.stt import VoskTranscriber
+from satellite.topics import SatelliteTopic, Topics
+from satellite.wake import OwwDetector
+
+log = logging.getLogger(__name__)
+
+
+def build_machine(settings: Settings) -> SessionMachine:
+    """The session machine with the real wake and STT engines from the models directory."""
+    models_dir = settings.models.dir
+    melspec, embedding = feature_model_paths(models_dir)
+    detector = OwwDetector(
+        models={name: wake_model_path(models_dir, name) for name in settings.wake.models},
+        melspec=melspec,
+        embedding=embedding,
+        threshold=settings.wake.threshold,
+    )
+    transcriber = VoskTranscriber(model_path=vosk_model_path(models_dir, settings.stt.model))
+    stt = settings.stt
+    timing = SessionTiming(
+        preroll_s=stt.preroll_s,
+        trailing_silence_s=stt.trailing_silence_s,
+        max_utterance_s=stt.max_utterance_s,
+        no_speech_timeout_s=stt.no_speech_timeout_s,
+        refractory_s=settings.wake.refractory_s,
+    )
+    return SessionMachine(detector=detector, transcriber=transcriber, timing=timing)
+
+
+def build_outbox(settings: Settings) -> Outbox:
+    """Topics and message stamping for this room and satellite."""
+    topics = Topics(
+        room_id=settings.room_id, satellite_id=settings.satellite_id, mqtt=settings.mqtt
+    )
+    return Outbox(room_id=settings.room_id, topics=topics)
+
+
+def client_id(settings: Settings) -> str:
+    """Unique per satellite, stable across restarts so the broker replaces a stale session."""
+    return f"satellite-{settings.room_id}-{settings.satellite_id}"
+
+
+def status_payload(settings: Settings, *, online: bool, started: float | None = None) -> bytes:
+    """The retained status message: `online: true` on connect, `online: false` as last will."""
+    return StatusMessage(
+        online=online,
+        room_id=settings.room_id,
+        satellite_id=settings.satellite_id,
+        timestamp=now_ms(),
+        version=__version__,
+        uptime_s=None if started is None else round(time.monotonic() - started, 1),
+    ).to_json()
+
+
+def log_event(event: Event) -> None:
+    """One lifecycle line per session event (never per frame)."""
+    if isinstance(event, WakeDetected):
+        log.info(
+            "wake word %s (score %.2f): session %s", event.wake_word, event.score, event.session_id
+        )
+    elif isinstance(event, Final):
+        log.info(
+            "final transcript: %d words, confidence %.2f",
+            len(event.transcript.words),
+            event.transcript.confidence,
+        )
+        log.debug("final text: %s", event.transcript.text)
+    else:
+        log.debug("event %s", event)
+
+
+class Pipeline:
+    """The pipeline thread: capture queue -> frames -> session machine -> sinks."""
+
+    def __init__(
+        self,
+        *,
+        capture: Capture,
+        machine: SessionMachine,
+        outbox: Outbox,
+        send: Callable[[Outgoing], None],
+    ) -> None:
+        self.capture = capture
+        self.machine = machine
+        self.outbox = outbox
+        self.send = send
+        self.frames_processed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
+
+    def start(self) -> None:
+        """Start consuming the capture queue."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the thread to stop and wait (bounded) for it."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        assembler = FrameAssembler(
+            rate=self.capture.rate,
+            channels=self.capture.settings.channels,
+            channel=self.capture.settings.channel,
+        )
+        while not self._stop.is_set():
+            chunk = self.capture.read(timeout=0.25)
+            if chunk is None:
+                continue
+            for frame in assembler.push(chunk):
+                self._process(frame)
+
+    def _process(self, frame: object) -> None:
+        try:
+            events = self.machine.process(frame)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("processing a frame failed; continuing")
+            return
+        self.frames_processed += 1
+        for event in events:
+            log_event(event)
+            for outgoing in self.outbox.messages(event):
+                self.send(outgoing)
+
+
+class Satellite:
+    """The running daemon: owns the MQTT link, the microphone and the pipeline thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started = time.monotonic()
+        self.outbox = build_outbox(settings)
+        status_topics = self.outbox.topics.satellite(SatelliteTopic.STATUS)
+        self.link = MqttLink(
+            settings.mqtt,
+            client_id=client_id(settings),
+            will=(status_topics[0], status_payload(settings, online=False)),
+        )
+        self.machine = build_machine(settings)
+        self.capture = Capture(settings.audio)
+        self.pipeline: Pipeline | None = None
+
+    def start(self) -> None:
+        """Connect (in the background), open the microphone, start processing."""
+        for topic in self.outbox.topics.satellite(SatelliteTopic.STATUS):
+            self.link.set_birth(topic, status_payload(self.settings, online=True))
+        self.link.start()
+        self.capture.open()
+        self.pipeline = Pipeline(
+            capture=self.capture, machine=self.machine, outbox=self.outbox, send=self._send
+        )
+        self.pipeline.start()
+        log.info(
+            "satellite %s listening in room %s", self.settings.satellite_id, self.settings.room_id
+        )
+
+    def _send(self, outgoing: Outgoing) -> None:
+        self.link.publish(outgoing.topic, outgoing.message.to_json(), qos=outgoing.qos)
+
+    def close(self) -> None:
+        """Stop processing, say goodbye on the status topic, release everything."""
+        if self.pipeline is not None:
+            self.pipeline.stop()
+        self.capture.close()
+        if self.link.connected:
+            for topic in self.outbox.topics.satellite(SatelliteTopic.STATUS):
+                self.link.publish_wait(
+                    topic,
+                    status_payload(self.settings, online=False),
+                    qos=1,
+                    retain=True,
+                    timeout=1.0,
+                )
+        self.link.close()
+
+
+def run(settings: Settings, stop: threading.Event) -> None:
+    """Run until `stop` is set (by a signal handler at the entry point)."""
+    satellite = Satellite(settings)
+    try:
+        satellite.start()
+        stop.wait()
+        log.info("stopping")
+    finally:
+        satellite.close()

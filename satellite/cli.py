@@ -1,0 +1,127 @@
+"""The `satellite` command: run, simulate, models install, schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from satellite import __version__
+from satellite.config import EX_CONFIG, ModelsSettings, Settings, load_settings
+from satellite.contracts import write_schemas
+from satellite.errors import ConfigError, SatelliteError
+from satellite.logs import setup_logging
+
+EX_FAILURE = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="satellite", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"satellite {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the satellite for one room")
+    run.add_argument("--config", type=Path, required=True, help="the room's TOML file")
+
+    sim = commands.add_parser("simulate", help="run the pipeline on WAV files, print events")
+    sim.add_argument("--config", type=Path, required=True)
+    sim.add_argument("wavs", type=Path, nargs="+", metavar="WAV")
+    sim.add_argument("--publish", action="store_true", help="also publish to the broker")
+
+    models = commands.add_parser("models", help="manage models")
+    models_cmd = models.add_subparsers(dest="models_command", required=True)
+    install = models_cmd.add_parser("install", help="fetch, check and unpack the models")
+    install.add_argument("--dir", type=Path, help="models directory (default: from config)")
+    install.add_argument("--config", type=Path, help="room config to read models.dir from")
+
+    schema = commands.add_parser("schema", help="write the JSON Schemas of every payload")
+    schema.add_argument("--out", type=Path, required=True, help="output directory")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    setup_logging(verbose=args.verbose, quiet=args.quiet)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"satellite: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except SatelliteError as exc:
+        print(f"satellite: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(load_settings(args.config))
+    if args.command == "simulate":
+        return _simulate(load_settings(args.config), args.wavs, publish=args.publish)
+    if args.command == "models":
+        return _models_install(args.dir, args.config)
+    for path in write_schemas(args.out):
+        print(path)
+    return 0
+
+
+def _run(settings: Settings) -> int:
+    from satellite.app import run
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    run(settings, stop)
+    return 0
+
+
+def _simulate(settings: Settings, wavs: list[Path], *, publish: bool) -> int:
+    from satellite.app import build_machine, build_outbox, client_id
+    from satellite.mqtt import MqttLink
+    from satellite.outbox import Outgoing
+    from satellite.simulate import simulate
+
+    machine, outbox = build_machine(settings), build_outbox(settings)
+    if not publish:
+        report = simulate(wavs, machine=machine, outbox=outbox, out=sys.stdout)
+    else:
+        with MqttLink(settings.mqtt, client_id=client_id(settings) + "-simulate") as link:
+            link.start()
+            if not link.wait_connected(10.0):
+                raise SatelliteError(
+                    f"broker {settings.mqtt.host}:{settings.mqtt.port} unreachable"
+                )
+
+            def send(msg: Outgoing) -> None:
+                link.publish_wait(msg.topic, msg.message.to_json(), qos=msg.qos, timeout=5.0)
+
+            report = simulate(wavs, machine=machine, outbox=outbox, out=sys.stdout, send=send)
+    summary = {
+        "audio_s": round(report.audio_s, 2),
+        "wall_s": round(report.wall_s, 3),
+        "speed_x": round(report.speed, 1),
+        "events": report.events,
+    }
+    print(json.dumps({"simulate": summary}), file=sys.stderr)
+    return 0
+
+
+def _models_install(directory: Path | None, config: Path | None) -> int:
+    from satellite.models import run_install_cli
+
+    if directory is None:
+        directory = load_settings(config).models.dir if config else ModelsSettings().dir
+    return run_install_cli(directory, sys.stdout)

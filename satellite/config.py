@@ -1,0 +1,228 @@
+"""Room configuration: one TOML file per room, validated, with environment overrides."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from satellite.errors import ConfigError
+
+EX_CONFIG = 78
+_FORBIDDEN_IN_LEVEL = re.compile(r"[/+#\x00]")
+
+
+def check_topic_level(value: str) -> str:
+    """Reject values that cannot be one MQTT topic level (no `/`, `+`, `#`, NUL, not empty)."""
+    if not value:
+        raise ValueError("must not be empty")
+    if _FORBIDDEN_IN_LEVEL.search(value):
+        raise ValueError("must not contain '/', '+', '#' or NUL (it is one MQTT topic level)")
+    return value
+
+
+def _check_optional_level(value: str) -> str:
+    return check_topic_level(value) if value else value
+
+
+TopicLevel = Annotated[str, AfterValidator(check_topic_level)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(_Section):
+    """Broker connection and topic layout."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = Field(None, description="file holding the password (one line)")
+    tls: bool = False
+    ca_file: Path | None = Field(None, description="CA bundle for TLS; system CAs when unset")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds")
+    reconnect_min_s: float = Field(1.0, gt=0, le=60, description="first reconnect delay, seconds")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="reconnect delay cap, seconds")
+    topic_version: Annotated[str, AfterValidator(_check_optional_level)] = Field(
+        "v1", description="topic version level; empty = legacy v0 (env MQTT_TOPIC_VERSION)"
+    )
+    base_prefix: TopicLevel = Field(
+        "voice_assistant", description="topic base prefix (env MQTT_BASE_PREFIX)"
+    )
+    dual_publish: bool = Field(False, description="also publish to the legacy v0 tree")
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> MqttSettings:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+    def read_password(self) -> str | None:
+        """The password from `password_file`, or None when no file is configured."""
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"mqtt.password_file: cannot read {self.password_file}: {exc.strerror}"
+            ) from exc
+
+
+class AudioSettings(_Section):
+    """Microphone capture."""
+
+    device: str = Field(
+        "default", description="ALSA PCM name, a substring of a device name, or an index"
+    )
+    rate: int | None = Field(
+        None, ge=8000, le=192000, description="capture rate in Hz; device default when unset"
+    )
+    channels: int = Field(1, ge=1, le=16, description="channels to open the device with")
+    channel: int = Field(0, ge=0, le=15, description="which captured channel to use (0-based)")
+    queue_frames: int = Field(
+        64, ge=4, le=10000, description="capture queue bound, in 80 ms frames"
+    )
+
+    @model_validator(mode="after")
+    def _check_channel(self) -> AudioSettings:
+        if self.channel >= self.channels:
+            raise ValueError(f"channel {self.channel} does not exist with channels={self.channels}")
+        return self
+
+
+class WakeSettings(_Section):
+    """Wake-word detection."""
+
+    models: list[str] = Field(
+        default_factory=lambda: ["hey_jarvis"],
+        min_length=1,
+        description="built-in model names or paths to .onnx files",
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="score that counts as a detection")
+    refractory_s: float = Field(
+        2.0, ge=0, le=60, description="ignore detections this long after a session ends, seconds"
+    )
+
+
+class SttSettings(_Section):
+    """Speech-to-text and end-of-utterance rules."""
+
+    model: str = Field("vosk-model-small-en-us-0.15", description="Vosk model folder name")
+    preroll_s: float = Field(
+        1.5,
+        ge=0,
+        le=5,
+        description="audio before the detection fed to Vosk so the wake word is recognised "
+        "(and then removed) rather than mangled into the first word, seconds",
+    )
+    trailing_silence_s: float = Field(
+        1.0, gt=0, le=10, description="end the utterance after this long without new words"
+    )
+    max_utterance_s: float = Field(15.0, gt=0, le=120, description="hard cap per utterance")
+    no_speech_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="return to idle when nothing is said for this long"
+    )
+
+
+class ModelsSettings(_Section):
+    """Where models live."""
+
+    dir: Path = Field(Path("/var/lib/satellite/models"), description="also SATELLITE_MODELS_DIR")
+
+
+def _default_satellite_id() -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "satellite"
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one room's satellite."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, env_prefix="SATELLITE_", env_nested_delimiter="__"
+    )
+
+    room_id: TopicLevel
+    satellite_id: TopicLevel = Field(default_factory=_default_satellite_id)
+    mqtt: MqttSettings = MqttSettings()
+    audio: AudioSettings = AudioSettings()
+    wake: WakeSettings = WakeSettings()
+    stt: SttSettings = SttSettings()
+    models: ModelsSettings = ModelsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file, which `load_settings` passes in as init values at
+        # the lowest priority through `_FileSource`.
+        return (_AliasEnvSource(settings_cls), env_settings, init_settings)
+
+
+# Environment names fixed by the wider assistant (DESIGN.md), outside the SATELLITE_ prefix,
+# plus the documented short form SATELLITE_MODELS_DIR.
+ENV_ALIASES: Mapping[str, tuple[str, str]] = {
+    "MQTT_TOPIC_VERSION": ("mqtt", "topic_version"),
+    "MQTT_BASE_PREFIX": ("mqtt", "base_prefix"),
+    "SATELLITE_MODELS_DIR": ("models", "dir"),
+}
+
+
+class _AliasEnvSource(PydanticBaseSettingsSource):
+    """Maps the fixed environment names of ENV_ALIASES onto nested fields."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, dict[str, str]] = {}
+        for name, (section, key) in ENV_ALIASES.items():
+            if name in os.environ:
+                values.setdefault(section, {})[key] = os.environ[name]
+        return values
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The parsed TOML file, or a ConfigError naming the file and the reason."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{field}: unknown key"
+    if error["type"] == "missing":
+        return f"{field}: required but missing"
+    return f"{field}: {error['msg']}"
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Settings from `path` (optional) and the environment; ConfigError on any problem."""
+    data = read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "environment"
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        reasons = "; ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"{source}: {reasons}") from exc

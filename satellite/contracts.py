@@ -1,0 +1,146 @@
+"""The MQTT payloads as pydantic models: strict for what we publish, tolerant for what we read."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SatelliteState = Literal["idle", "wake_detected", "listening", "muted", "error"]
+
+
+def now_ms() -> int:
+    """Unix epoch milliseconds, the contract's `timestamp`."""
+    return time.time_ns() // 1_000_000
+
+
+def new_id() -> str:
+    """A fresh UUID4 string for message, session and utterance ids."""
+    return str(uuid.uuid4())
+
+
+class Outbound(BaseModel):
+    """Base of everything we publish: unknown fields are a bug, so they are forbidden."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_json(self) -> bytes:
+        """The wire form: compact JSON without absent optional fields."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class Inbound(BaseModel):
+    """Base of everything we receive: unknown fields are ignored (tolerant reader)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class StateMessage(Outbound):
+    """`.../session/{session_id}/state` published by the satellite."""
+
+    state: SatelliteState
+    timestamp: int = Field(ge=0, description="Unix epoch milliseconds")
+    message_id: str
+    room_id: str
+    session_id: str
+    source: str = Field(description="who published it: `satellite/<satellite_id>`")
+    wake_word: str | None = Field(None, description="model that fired; on wake_detected only")
+    score: float | None = Field(None, ge=0, le=1, description="its score; on wake_detected only")
+
+    @model_validator(mode="after")
+    def _wake_fields(self) -> StateMessage:
+        detected = self.state == "wake_detected"
+        if detected != (self.wake_word is not None) or detected != (self.score is not None):
+            raise ValueError("wake_word and score are set on wake_detected, and only there")
+        return self
+
+
+class TranscriptInterim(Outbound):
+    """`.../transcript/interim`: the partial text, each time it changes."""
+
+    text: str
+    sequence: int = Field(ge=1, description="1, 2, 3... within one utterance")
+    timestamp: int = Field(ge=0)
+    message_id: str
+    utt_id: str
+
+
+class Word(Outbound):
+    """One recognised word with its times relative to the utterance start, in seconds."""
+
+    word: str
+    start: float = Field(ge=0)
+    end: float = Field(ge=0)
+    conf: float = Field(ge=0, le=1)
+
+
+class TranscriptFinal(Outbound):
+    """`.../transcript/final`: the utterance's text once it has ended."""
+
+    text: str = Field(min_length=1)
+    confidence: float = Field(ge=0, le=1)
+    timestamp: int = Field(ge=0)
+    message_id: str
+    utt_id: str
+    words: list[Word] | None = None
+
+
+class StatusMessage(Outbound):
+    """`.../satellite/{satellite_id}/status`, retained; the last will carries `online: false`."""
+
+    online: bool
+    room_id: str
+    satellite_id: str
+    timestamp: int = Field(ge=0)
+    state: SatelliteState | None = None
+    version: str | None = None
+    uptime_s: float | None = Field(None, ge=0)
+    dropped_frames: int | None = Field(None, ge=0)
+    invalid_messages: int | None = Field(None, ge=0)
+
+
+class GatewayState(Inbound):
+    """A `state` message from the gateway; any state string is accepted."""
+
+    state: str = Field(min_length=1, max_length=64)
+    source: str | None = None
+    session_id: str | None = None
+    timestamp: int | None = None
+
+
+class OverlayHint(Inbound):
+    """`overlay_hint`: whether the assistant wants the satellite to stay attentive."""
+
+    keep_open: bool = False
+
+
+class Command(Inbound):
+    """An inbound satellite command."""
+
+    command: Literal["mute", "unmute", "listen"]
+
+
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    "state": StateMessage,
+    "transcript_interim": TranscriptInterim,
+    "transcript_final": TranscriptFinal,
+    "status": StatusMessage,
+    "gateway_state": GatewayState,
+    "overlay_hint": OverlayHint,
+    "command": Command,
+}
+
+
+def write_schemas(out_dir: Path) -> list[Path]:
+    """Write one JSON Schema file per contract model into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, model in SCHEMA_MODELS.items():
+        path = out_dir / f"{name}.schema.json"
+        path.write_text(json.dumps(model.model_json_schema(), indent=2) + "\n", encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,224 @@
+"""The session state machine: frames in, typed events out. Imports no I/O library."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+from satellite.contracts import new_id
+from satellite.frames import FRAME_S, Frame, frames_for
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A wake word crossed its threshold on the frame just processed."""
+
+    wake_word: str
+    score: float
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    """A recognised word, times in seconds from the utterance start."""
+
+    word: str
+    start: float
+    end: float
+    conf: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The text of an ended utterance."""
+
+    text: str
+    confidence: float
+    words: tuple[TimedWord, ...] = ()
+
+
+@dataclass(frozen=True)
+class SttUpdate:
+    """What the recogniser made of one frame: the current partial text, and a final if it ended."""
+
+    partial: str
+    final: Transcript | None = None
+
+
+class WakeDetector(Protocol):
+    """Scores frames for wake words (see satellite.wake)."""
+
+    def process(self, frame: Frame) -> Detection | None: ...
+
+    def reset(self) -> None: ...
+
+
+class Transcriber(Protocol):
+    """Streaming speech-to-text for one utterance at a time (see satellite.stt)."""
+
+    def start(self, preroll: Frame) -> None: ...
+
+    def feed(self, frame: Frame) -> SttUpdate: ...
+
+    def finish(self) -> Transcript | None: ...
+
+
+@dataclass(frozen=True)
+class SessionTiming:
+    """End-of-utterance and re-arm rules, in seconds."""
+
+    preroll_s: float = 1.5
+    trailing_silence_s: float = 1.0
+    max_utterance_s: float = 15.0
+    no_speech_timeout_s: float = 5.0
+    refractory_s: float = 2.0
+
+
+# Events the machine emits; the MQTT and LED sides observe them.
+
+
+@dataclass(frozen=True)
+class WakeDetected:
+    """A wake word opened a new session."""
+
+    session_id: str
+    wake_word: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Listening:
+    """An utterance started: audio now goes to the recogniser."""
+
+    session_id: str
+    utt_id: str
+
+
+@dataclass(frozen=True)
+class Interim:
+    """The partial transcript changed."""
+
+    session_id: str
+    utt_id: str
+    text: str
+    sequence: int
+
+
+@dataclass(frozen=True)
+class Final:
+    """The utterance ended with text."""
+
+    session_id: str
+    utt_id: str
+    transcript: Transcript
+
+
+class EndReason(Enum):
+    """Why a session went back to idle."""
+
+    FINAL = "final"
+    NO_SPEECH = "no_speech"
+
+
+@dataclass(frozen=True)
+class Idle:
+    """The session ended; the satellite listens for the wake word again."""
+
+    session_id: str
+    reason: EndReason
+
+
+Event = WakeDetected | Listening | Interim | Final | Idle
+
+
+@dataclass
+class _Utterance:
+    session_id: str
+    utt_id: str
+    frames: int = 0
+    sequence: int = 0
+    partial: str = ""
+    quiet_frames: int = 0
+
+
+@dataclass
+class SessionMachine:
+    """idle -> wake_detected -> listening -> final -> idle, one frame at a time."""
+
+    detector: WakeDetector
+    transcriber: Transcriber
+    timing: SessionTiming = field(default_factory=SessionTiming)
+    new_id: Callable[[], str] = new_id
+
+    def __post_init__(self) -> None:
+        self._preroll: deque[Frame] = deque(maxlen=frames_for(self.timing.preroll_s))
+        self._utterance: _Utterance | None = None
+        self._refractory_left = 0
+
+    @property
+    def listening(self) -> bool:
+        """Whether an utterance is in progress."""
+        return self._utterance is not None
+
+    def process(self, frame: Frame) -> list[Event]:
+        """Advance by one 80 ms frame and return what happened."""
+        if self._utterance is not None:
+            return self._listen(self._utterance, frame)
+        self._preroll.append(frame)
+        detection = self.detector.process(frame)
+        if self._refractory_left > 0:
+            self._refractory_left -= 1
+            return []
+        if detection is None:
+            return []
+        return self._open(detection)
+
+    def _open(self, detection: Detection) -> list[Event]:
+        session_id = self.new_id()
+        utterance = _Utterance(session_id, self.new_id())
+        self._utterance = utterance
+        preroll = np.concatenate(list(self._preroll))
+        self._preroll.clear()
+        self.transcriber.start(preroll)
+        return [
+            WakeDetected(session_id, detection.wake_word, detection.score),
+            Listening(session_id, utterance.utt_id),
+        ]
+
+    def _listen(self, utt: _Utterance, frame: Frame) -> list[Event]:
+        utt.frames += 1
+        update = self.transcriber.feed(frame)
+        events: list[Event] = []
+        if update.partial != utt.partial:
+            utt.partial, utt.quiet_frames = update.partial, 0
+            if update.partial:
+                utt.sequence += 1
+                events.append(Interim(utt.session_id, utt.utt_id, update.partial, utt.sequence))
+        else:
+            utt.quiet_frames += 1
+        if update.final is not None:
+            return [*events, *self._close(utt, update.final)]
+        if self._should_end(utt):
+            return [*events, *self._close(utt, self.transcriber.finish())]
+        return events
+
+    def _should_end(self, utt: _Utterance) -> bool:
+        t = self.timing
+        if utt.frames * FRAME_S >= t.max_utterance_s:
+            return True
+        if utt.sequence == 0:
+            return utt.frames * FRAME_S >= t.no_speech_timeout_s
+        return bool(utt.partial) and utt.quiet_frames * FRAME_S >= t.trailing_silence_s
+
+    def _close(self, utt: _Utterance, transcript: Transcript | None) -> list[Event]:
+        self._utterance = None
+        self.detector.reset()
+        self._refractory_left = round(self.timing.refractory_s / FRAME_S)
+        if transcript is None or not transcript.text:
+            return [Idle(utt.session_id, EndReason.NO_SPEECH)]
+        final = Final(utt.session_id, utt.utt_id, transcript)
+        return [final, Idle(utt.session_id, EndReason.FINAL)]

@@ -1,0 +1,120 @@
+"""Every MQTT topic the satellite publishes or subscribes to is built here, and only here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from satellite.config import MqttSettings, check_topic_level
+
+
+class TopicType(StrEnum):
+    """The per-session topic types of the contract."""
+
+    STATE = "state"
+    INTERIM = "transcript/interim"
+    FINAL = "transcript/final"
+    OVERLAY_HINT = "overlay_hint"
+
+
+# QoS per topic type (DESIGN.md): interims may be lost, states and finals may not.
+QOS: dict[TopicType, int] = {
+    TopicType.STATE: 1,
+    TopicType.INTERIM: 0,
+    TopicType.FINAL: 1,
+    TopicType.OVERLAY_HINT: 1,
+}
+
+
+class SatelliteTopic(StrEnum):
+    """The per-satellite topic types of the contract."""
+
+    STATUS = "status"
+    COMMAND = "command"
+
+
+@dataclass(frozen=True)
+class TopicTree:
+    """One version of the tree: `{version}/{base}/room/{room}` (v0: `{base}/room/{room}`)."""
+
+    version: str
+    base_prefix: str
+    room_id: str
+
+    def __post_init__(self) -> None:
+        check_topic_level(self.base_prefix)
+        check_topic_level(self.room_id)
+        if self.version:
+            check_topic_level(self.version)
+
+    @property
+    def room(self) -> str:
+        """The room's prefix in this tree."""
+        head = f"{self.version}/" if self.version else ""
+        return f"{head}{self.base_prefix}/room/{self.room_id}"
+
+    def session(self, session_id: str, topic_type: TopicType) -> str:
+        """A per-session topic; `+` as session_id makes a subscription filter."""
+        if session_id != "+":
+            check_topic_level(session_id)
+        return f"{self.room}/session/{session_id}/{topic_type}"
+
+    def satellite(self, satellite_id: str, topic_type: SatelliteTopic) -> str:
+        """A per-satellite topic."""
+        check_topic_level(satellite_id)
+        return f"{self.room}/satellite/{satellite_id}/{topic_type}"
+
+
+@dataclass(frozen=True)
+class SessionTopic:
+    """What an inbound per-session topic names."""
+
+    room_id: str
+    session_id: str
+    topic_type: TopicType
+
+
+class Topics:
+    """The topics of one satellite, in every tree it publishes to (v1, v0, or both)."""
+
+    def __init__(self, *, room_id: str, satellite_id: str, mqtt: MqttSettings) -> None:
+        self.satellite_id = check_topic_level(satellite_id)
+        primary = TopicTree(mqtt.topic_version, mqtt.base_prefix, room_id)
+        trees = [primary]
+        if mqtt.dual_publish and mqtt.topic_version:
+            trees.append(TopicTree("", mqtt.base_prefix, room_id))
+        self.trees: tuple[TopicTree, ...] = tuple(trees)
+
+    def session(self, session_id: str, topic_type: TopicType) -> list[str]:
+        """Where a per-session message goes, one topic per tree."""
+        return [tree.session(session_id, topic_type) for tree in self.trees]
+
+    def satellite(self, topic_type: SatelliteTopic) -> list[str]:
+        """Where a per-satellite message goes, one topic per tree."""
+        return [tree.satellite(self.satellite_id, topic_type) for tree in self.trees]
+
+    def subscriptions(self) -> list[str]:
+        """The room's state and overlay_hint filters and this satellite's command topic."""
+        filters: list[str] = []
+        for tree in self.trees:
+            filters.append(tree.session("+", TopicType.STATE))
+            filters.append(tree.session("+", TopicType.OVERLAY_HINT))
+            filters.append(tree.satellite(self.satellite_id, SatelliteTopic.COMMAND))
+        return filters
+
+    def parse_session(self, topic: str) -> SessionTopic | None:
+        """The room, session and type of an inbound per-session topic in one of our trees."""
+        for tree in self.trees:
+            prefix = f"{tree.room}/session/"
+            if not topic.startswith(prefix):
+                continue
+            session_id, _, rest = topic[len(prefix) :].partition("/")
+            try:
+                return SessionTopic(tree.room_id, session_id, TopicType(rest))
+            except ValueError:
+                return None
+        return None
+
+    def is_command(self, topic: str) -> bool:
+        """Whether `topic` is this satellite's command topic in one of our trees."""
+        return topic in self.satellite(SatelliteTopic.COMMAND)

@@ -1,0 +1,71 @@
+"""Wake-word detection with openWakeWord's ONNX models."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from satellite.errors import ModelError
+from satellite.frames import Frame
+from satellite.session import Detection
+
+log = logging.getLogger(__name__)
+
+
+class OwwDetector:
+    """Scores each 80 ms frame with every configured wake model; reports threshold crossings."""
+
+    def __init__(
+        self,
+        *,
+        models: Mapping[str, Path],
+        melspec: Path,
+        embedding: Path,
+        threshold: float,
+    ) -> None:
+        """`models` maps the configured name (reported as `wake_word`) to its .onnx file."""
+        self.threshold = threshold
+        self._names = {path.stem: name for name, path in models.items()}
+        self._model = _load(list(models.values()), melspec, embedding)
+        self.scores: dict[str, float] = dict.fromkeys(models, 0.0)
+
+    def process(self, frame: Frame) -> Detection | None:
+        """Score one frame; a Detection for the best model at or above the threshold."""
+        raw: Mapping[str, Any] = self._model.predict(frame)
+        self.scores = {self._names.get(key, key): float(value) for key, value in raw.items()}
+        name, score = max(self.scores.items(), key=lambda item: item[1])
+        return Detection(name, score) if score >= self.threshold else None
+
+    def reset(self) -> None:
+        """Forget buffered audio and scores, so the wake word just heard cannot fire again."""
+        self._model.reset()
+
+    def close(self) -> None:
+        """Nothing to release beyond memory; here for the boundary's uniform shape."""
+
+    def __enter__(self) -> OwwDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _load(paths: list[Path], melspec: Path, embedding: Path) -> Any:
+    try:
+        from openwakeword.model import Model
+    except ImportError as exc:
+        raise ModelError(
+            "openwakeword is not installed: run install.sh "
+            "(or `pip install --no-deps openwakeword==0.6.0`)"
+        ) from exc
+    try:
+        return Model(
+            wakeword_models=[str(path) for path in paths],
+            inference_framework="onnx",
+            melspec_model_path=str(melspec),
+            embedding_model_path=str(embedding),
+        )
+    except Exception as exc:  # onnxruntime and openwakeword raise a variety of types
+        raise ModelError(f"cannot load wake models {[p.name for p in paths]}: {exc}") from exc

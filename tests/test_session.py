@@ -1,0 +1,171 @@
+"""The pure session machine, driven with plain arrays and small fakes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from satellite.frames import FRAME_S, FRAME_SAMPLES, Frame
+from satellite.session import (
+    Detection,
+    EndReason,
+    Final,
+    Idle,
+    Interim,
+    Listening,
+    SessionMachine,
+    SessionTiming,
+    SttUpdate,
+    Transcript,
+    WakeDetected,
+)
+
+LOUD = 1000
+
+
+def frame(value: int = 0) -> Frame:
+    return np.full(FRAME_SAMPLES, value, np.int16)
+
+
+@dataclass
+class FakeDetector:
+    """Fires on frames whose first sample is LOUD."""
+
+    resets: int = 0
+
+    def process(self, f: Frame) -> Detection | None:
+        return Detection("hey_jarvis", 0.9) if f[0] == LOUD else None
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+@dataclass
+class FakeTranscriber:
+    """Replays a script of SttUpdates, one per frame; then repeats the last partial."""
+
+    script: list[SttUpdate] = field(default_factory=list)
+    flush: Transcript | None = None
+    prerolls: list[int] = field(default_factory=list)
+    fed: int = 0
+
+    def start(self, preroll: Frame) -> None:
+        self.prerolls.append(len(preroll))
+        self.fed = 0
+
+    def feed(self, f: Frame) -> SttUpdate:
+        self.fed += 1
+        if self.fed <= len(self.script):
+            return self.script[self.fed - 1]
+        return SttUpdate(partial=self.script[-1].partial if self.script else "")
+
+    def finish(self) -> Transcript | None:
+        return self.flush
+
+
+def machine(transcriber: FakeTranscriber, **timing: float) -> SessionMachine:
+    counter = itertools.count(1)
+    return SessionMachine(
+        detector=FakeDetector(),
+        transcriber=transcriber,
+        timing=SessionTiming(**timing),
+        new_id=lambda: f"id{next(counter)}",
+    )
+
+
+def run(m: SessionMachine, frames: list[Frame]) -> list[object]:
+    return [event for f in frames for event in m.process(f)]
+
+
+def seconds(s: float) -> int:
+    return math.ceil(s / FRAME_S - 1e-9)
+
+
+HELLO = Transcript("turn on the lights", 0.9)
+
+
+def test_session_wake_listen_interims_final_idle_in_order() -> None:
+    script = [SttUpdate("turn"), SttUpdate("turn"), SttUpdate("turn on"), SttUpdate("", HELLO)]
+    m = machine(FakeTranscriber(script))
+    events = run(m, [frame(), frame(LOUD), *[frame()] * 4])
+    assert events == [
+        WakeDetected("id1", "hey_jarvis", 0.9),
+        Listening("id1", "id2"),
+        Interim("id1", "id2", "turn", 1),
+        Interim("id1", "id2", "turn on", 2),
+        Final("id1", "id2", HELLO),
+        Idle("id1", EndReason.FINAL),
+    ]
+
+
+def test_session_preroll_ends_with_the_detecting_frame_and_is_bounded() -> None:
+    t = FakeTranscriber([SttUpdate("", HELLO)])
+    m = machine(t, preroll_s=0.4)
+    run(m, [*[frame()] * 20, frame(LOUD), frame()])
+    assert t.prerolls == [seconds(0.4) * FRAME_SAMPLES]
+
+
+def test_session_no_speech_times_out_to_idle_without_final() -> None:
+    m = machine(FakeTranscriber([]), no_speech_timeout_s=1.0)
+    events = run(m, [frame(LOUD), *[frame()] * seconds(1.0)])
+    assert events[-1] == Idle("id1", EndReason.NO_SPEECH)
+    assert not any(isinstance(e, Final) for e in events)
+    assert m.process(frame()) == []
+
+
+def test_session_trailing_silence_ends_with_flushed_transcript() -> None:
+    t = FakeTranscriber([SttUpdate("turn on")], flush=HELLO)
+    m = machine(t, trailing_silence_s=0.8)
+    events = run(m, [frame(LOUD), *[frame()] * (1 + seconds(0.8))])
+    assert events[-2:] == [Final("id1", "id2", HELLO), Idle("id1", EndReason.FINAL)]
+
+
+def test_session_trailing_silence_not_reached_keeps_listening() -> None:
+    t = FakeTranscriber([SttUpdate("turn on")], flush=HELLO)
+    m = machine(t, trailing_silence_s=0.8)
+    run(m, [frame(LOUD), *[frame()] * seconds(0.8)])
+    assert m.listening
+
+
+def test_session_max_length_cuts_a_never_ending_utterance() -> None:
+    growing = [SttUpdate("word " * (i + 1)) for i in range(100)]
+    m = machine(FakeTranscriber(growing, flush=HELLO), max_utterance_s=2.0)
+    events = run(m, [frame(LOUD), *[frame()] * seconds(2.0)])
+    assert events[-2:] == [Final("id1", "id2", HELLO), Idle("id1", EndReason.FINAL)]
+
+
+def test_session_empty_flush_at_max_length_is_no_speech() -> None:
+    m = machine(FakeTranscriber([SttUpdate("uh")], flush=None), trailing_silence_s=0.4)
+    events = run(m, [frame(LOUD), *[frame()] * 10])
+    assert Idle("id1", EndReason.NO_SPEECH) in events
+
+
+def test_session_refractory_ignores_wake_right_after_a_session() -> None:
+    m = machine(FakeTranscriber([SttUpdate("", HELLO)]), refractory_s=0.8)
+    run(m, [frame(LOUD), frame()])
+    assert run(m, [frame(LOUD)] * seconds(0.8)) == []
+    assert isinstance(m.process(frame(LOUD))[0], WakeDetected)
+
+
+def test_session_detector_is_reset_when_a_session_ends() -> None:
+    m = machine(FakeTranscriber([SttUpdate("", HELLO)]))
+    run(m, [frame(LOUD), frame()])
+    assert isinstance(m.detector, FakeDetector)
+    assert m.detector.resets == 1
+
+
+def test_session_each_wake_gets_fresh_session_and_utterance_ids() -> None:
+    m = machine(FakeTranscriber([SttUpdate("", HELLO)]), refractory_s=0)
+    first = run(m, [frame(LOUD), frame()])
+    second = run(m, [frame(LOUD), frame()])
+    assert first[0] == WakeDetected("id1", "hey_jarvis", 0.9)
+    assert second[0] == WakeDetected("id3", "hey_jarvis", 0.9)
+    assert second[1] == Listening("id3", "id4")
+
+
+def test_session_no_wake_no_events() -> None:
+    m = machine(FakeTranscriber([]))
+    assert run(m, [frame(5)] * 100) == []
