@@ -8,53 +8,16 @@ import time
 from collections.abc import Callable
 
 from satellite import __version__
+from satellite.assemble import build_machine, build_outbox, client_id
 from satellite.audio import Capture, FrameAssembler
 from satellite.config import Settings
 from satellite.contracts import StatusMessage, now_ms
-from satellite.models import feature_model_paths, vosk_model_path, wake_model_path
 from satellite.mqtt import MqttLink
 from satellite.outbox import Outbox, Outgoing
-from satellite.session import Event, Final, SessionMachine, SessionTiming, WakeDetected
-from satellite.stt import VoskTranscriber
-from satellite.topics import SatelliteTopic, Topics
-from satellite.wake import OwwDetector
+from satellite.session import Event, Final, SessionMachine, WakeDetected
+from satellite.topics import SatelliteTopic
 
 log = logging.getLogger(__name__)
-
-
-def build_machine(settings: Settings) -> SessionMachine:
-    """The session machine with the real wake and STT engines from the models directory."""
-    models_dir = settings.models.dir
-    melspec, embedding = feature_model_paths(models_dir)
-    detector = OwwDetector(
-        models={name: wake_model_path(models_dir, name) for name in settings.wake.models},
-        melspec=melspec,
-        embedding=embedding,
-        threshold=settings.wake.threshold,
-    )
-    transcriber = VoskTranscriber(model_path=vosk_model_path(models_dir, settings.stt.model))
-    stt = settings.stt
-    timing = SessionTiming(
-        preroll_s=stt.preroll_s,
-        trailing_silence_s=stt.trailing_silence_s,
-        max_utterance_s=stt.max_utterance_s,
-        no_speech_timeout_s=stt.no_speech_timeout_s,
-        refractory_s=settings.wake.refractory_s,
-    )
-    return SessionMachine(detector=detector, transcriber=transcriber, timing=timing)
-
-
-def build_outbox(settings: Settings) -> Outbox:
-    """Topics and message stamping for this room and satellite."""
-    topics = Topics(
-        room_id=settings.room_id, satellite_id=settings.satellite_id, mqtt=settings.mqtt
-    )
-    return Outbox(room_id=settings.room_id, topics=topics)
-
-
-def client_id(settings: Settings) -> str:
-    """Unique per satellite, stable across restarts so the broker replaces a stale session."""
-    return f"satellite-{settings.room_id}-{settings.satellite_id}"
 
 
 def status_payload(settings: Settings, *, online: bool, started: float | None = None) -> bytes:

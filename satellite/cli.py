@@ -89,8 +89,7 @@ def _run(settings: Settings) -> int:
 
 
 def _simulate(settings: Settings, wavs: list[Path], *, publish: bool) -> int:
-    from satellite.app import build_machine, build_outbox, client_id
-    from satellite.mqtt import MqttLink
+    from satellite.assemble import build_machine, build_outbox, client_id
     from satellite.outbox import Outgoing
     from satellite.simulate import simulate
 
@@ -98,6 +97,8 @@ def _simulate(settings: Settings, wavs: list[Path], *, publish: bool) -> int:
     if not publish:
         report = simulate(wavs, machine=machine, outbox=outbox, out=sys.stdout)
     else:
+        from satellite.mqtt import MqttLink
+
         with MqttLink(settings.mqtt, client_id=client_id(settings) + "-simulate") as link:
             link.start()
             if not link.wait_connected(10.0):
