@@ -122,15 +122,16 @@ class Satellite:
         self.pipeline: Pipeline | None = None
 
     def start(self) -> None:
-        """Connect (in the background), open the microphone, start processing."""
-        for topic in self.outbox.topics.satellite(SatelliteTopic.STATUS):
-            self.link.set_birth(topic, status_payload(self.settings, online=True))
-        self.link.start()
+        """Open the microphone, start processing, connect (in the background)."""
         self.capture.open()
         self.pipeline = Pipeline(
             capture=self.capture, machine=self.machine, outbox=self.outbox, send=self._send
         )
         self.pipeline.start()
+        # `online: true` is only announced once the microphone is open and models are loaded.
+        for topic in self.outbox.topics.satellite(SatelliteTopic.STATUS):
+            self.link.set_birth(topic, status_payload(self.settings, online=True))
+        self.link.start()
         log.info(
             "satellite %s listening in room %s", self.settings.satellite_id, self.settings.room_id
         )

@@ -141,7 +141,7 @@ class Capture:
         if self._pa is None:
             self._pa = self._pyaudio.PyAudio()
         self.device = pick_device(list_inputs(self._pa), self.settings.device)
-        self.rate = self.settings.rate or self.device.default_rate
+        self.rate = self._pick_rate(self.device)
         try:
             self._stream = self._pa.open(
                 format=self._pyaudio.paInt16,
@@ -162,6 +162,22 @@ class Capture:
             self.rate,
             self.settings.channels,
         )
+
+    def _pick_rate(self, device: InputDevice) -> int:
+        """The configured rate; else 16 kHz when the device takes it (no resampling), else
+        the device's default rate."""
+        if self.settings.rate is not None:
+            return self.settings.rate
+        try:
+            self._pa.is_format_supported(
+                SAMPLE_RATE,
+                input_device=device.index,
+                input_channels=self.settings.channels,
+                input_format=self._pyaudio.paInt16,
+            )
+        except ValueError:
+            return device.default_rate
+        return SAMPLE_RATE
 
     @property
     def chunk_samples(self) -> int:

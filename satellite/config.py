@@ -84,7 +84,10 @@ class AudioSettings(_Section):
         "default", description="ALSA PCM name, a substring of a device name, or an index"
     )
     rate: int | None = Field(
-        None, ge=8000, le=192000, description="capture rate in Hz; device default when unset"
+        None,
+        ge=8000,
+        le=192000,
+        description="capture rate in Hz; unset: 16000 if the device takes it, else its default",
     )
     channels: int = Field(1, ge=1, le=16, description="channels to open the device with")
     channel: int = Field(0, ge=0, le=15, description="which captured channel to use (0-based)")

@@ -54,10 +54,12 @@ class TopicTree:
         return f"{head}{self.base_prefix}/room/{self.room_id}"
 
     def session(self, session_id: str, topic_type: TopicType) -> str:
-        """A per-session topic; `+` as session_id makes a subscription filter."""
-        if session_id != "+":
-            check_topic_level(session_id)
-        return f"{self.room}/session/{session_id}/{topic_type}"
+        """A per-session topic to publish to."""
+        return f"{self.room}/session/{check_topic_level(session_id)}/{topic_type}"
+
+    def session_filter(self, topic_type: TopicType) -> str:
+        """The subscription filter for `topic_type` in every session of the room."""
+        return f"{self.room}/session/+/{topic_type}"
 
     def satellite(self, satellite_id: str, topic_type: SatelliteTopic) -> str:
         """A per-satellite topic."""
@@ -97,8 +99,8 @@ class Topics:
         """The room's state and overlay_hint filters and this satellite's command topic."""
         filters: list[str] = []
         for tree in self.trees:
-            filters.append(tree.session("+", TopicType.STATE))
-            filters.append(tree.session("+", TopicType.OVERLAY_HINT))
+            filters.append(tree.session_filter(TopicType.STATE))
+            filters.append(tree.session_filter(TopicType.OVERLAY_HINT))
             filters.append(tree.satellite(self.satellite_id, SatelliteTopic.COMMAND))
         return filters
 
@@ -110,7 +112,7 @@ class Topics:
                 continue
             session_id, _, rest = topic[len(prefix) :].partition("/")
             try:
-                return SessionTopic(tree.room_id, session_id, TopicType(rest))
+                return SessionTopic(tree.room_id, check_topic_level(session_id), TopicType(rest))
             except ValueError:
                 return None
         return None

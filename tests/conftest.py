@@ -1,0 +1,31 @@
+"""Fixtures for the real components: mosquitto, the FIFO microphone, espeak-ng speech."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import Broker
+from tests.support.fifo_mic import FifoMic
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A started mosquitto on a free loopback port, stopped after the test."""
+    with Broker(tmp_path / "broker") as started:
+        yield started
+
+
+@pytest.fixture
+def fifo_mic(tmp_path: Path) -> Iterator[FifoMic]:
+    """A writing 16 kHz mono FIFO microphone; run the process under test with `.env`."""
+    with FifoMic(tmp_path / "mic") as mic:
+        yield mic
+
+
+@pytest.fixture(scope="session")
+def speech_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory where speak() caches synthesised speech for the whole session."""
+    return tmp_path_factory.mktemp("speech")

@@ -1,0 +1,1 @@
+"""Test support: real mosquitto, the FIFO-fed ALSA microphone, espeak-ng speech."""

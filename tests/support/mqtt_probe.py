@@ -1,0 +1,159 @@
+"""An MQTT client for tests: records every message under a topic filter, waits for them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message as the probe got it; `at` is time.monotonic() on arrival."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    at: float
+
+
+class Probe:
+    """Subscribes to `topic_filter` (QoS 1, MQTT 5, retain-as-published) and records messages.
+
+    The QoS of a received message is min(publisher's QoS, 1); `retain` is the publisher's flag
+    (or 1 for a retained message delivered on subscribe).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topic_filter: str = "#",
+        *,
+        client_id: str = "",
+        timeout: float = 5.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.topic_filter = topic_filter
+        self.timeout = timeout
+        self._changed = threading.Condition()
+        self._received: list[Received] = []
+        self._subscribed = threading.Event()
+        self._sub_codes: list[ReasonCode] = []
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        # Both callbacks run on paho's network thread (loop_start); they only touch
+        # state guarded by self._changed or the Event.
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._started = False
+
+    def start(self) -> None:
+        """Connect, subscribe, and return once the broker's SUBACK arrived."""
+        self._client.connect(self.host, self.port, keepalive=30)
+        self._started = True
+        self._client.loop_start()
+        try:
+            self._subscribe()
+        except BaseException:
+            self.close()
+            raise
+
+    def _subscribe(self) -> None:
+        options = SubscribeOptions(qos=1, retainAsPublished=True)
+        self._client.subscribe(self.topic_filter, options=options)
+        if not self._subscribed.wait(self.timeout):
+            raise AssertionError(f"no SUBACK for {self.topic_filter!r} within {self.timeout} s")
+        if any(code.is_failure for code in self._sub_codes):
+            raise AssertionError(
+                f"subscription to {self.topic_filter!r} refused: {self._sub_codes}"
+            )
+
+    def close(self) -> None:
+        """Disconnect and stop the network thread; idempotent."""
+        if not self._started:
+            return
+        self._started = False
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def publish(
+        self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish and return once paho has handed it over (PUBACK for QoS 1)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(self.timeout)
+        if not info.is_published():
+            raise AssertionError(f"publish to {topic!r} not acknowledged within {self.timeout} s")
+
+    def received(self) -> list[Received]:
+        """A copy of every message so far, in arrival order."""
+        with self._changed:
+            return list(self._received)
+
+    def wait_for(
+        self, predicate: Callable[[Received], bool], timeout: float, *, start: int = 0
+    ) -> Received:
+        """The first message from index `start` on that satisfies `predicate`."""
+        found: list[Received] = []
+
+        def match() -> bool:
+            found[:] = [m for m in self._received[start:] if predicate(m)][:1]
+            return bool(found)
+
+        with self._changed:
+            if not self._changed.wait_for(match, timeout):
+                raise AssertionError(f"no matching message within {timeout} s;\n{self._dump()}")
+            return found[0]
+
+    def wait_count(self, n: int, timeout: float) -> list[Received]:
+        """The first `n` messages, once at least `n` have arrived."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._received) >= n, timeout):
+                raise AssertionError(f"expected {n} messages within {timeout} s;\n{self._dump()}")
+            return self._received[:n]
+
+    def __enter__(self) -> Probe:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _dump(self) -> str:
+        lines = [f"received {len(self._received)} on {self.topic_filter!r}:"]
+        lines += [
+            f"  {m.topic} qos={m.qos} retain={m.retain} {m.payload[:200]!r}" for m in self._received
+        ]
+        return "\n".join(lines)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        payload = bytes(msg.payload)
+        message = Received(msg.topic, payload, msg.qos, bool(msg.retain), time.monotonic())
+        with self._changed:
+            self._received.append(message)
+            self._changed.notify_all()
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        self._sub_codes = list(reason_codes)  # read only after the Event is set
+        self._subscribed.set()

@@ -1,0 +1,132 @@
+"""The real `satellite` command as a subprocess: config errors exit 78, schema, version."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from satellite import __version__
+from satellite.contracts import SCHEMA_MODELS
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD = """\
+room_id = "salon"
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+[audio]
+device = "fifomic"
+[wake]
+models = ["hey_jarvis"]
+threshold = 0.5
+"""
+
+
+def satellite(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SATELLITE_", "MQTT_"))}
+    env["HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "satellite", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def assert_config_error(result: subprocess.CompletedProcess[str], *names: str) -> str:
+    assert result.returncode == 78, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    (line,) = lines
+    assert line.startswith("satellite: config error:")
+    for name in names:
+        assert name in line
+    return line
+
+
+def run_with(tmp_path: Path, body: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    path = tmp_path / "salon.toml"
+    path.write_text(body, encoding="utf-8")
+    return path, satellite("run", "--config", str(path), home=tmp_path)
+
+
+def test_unknown_key_exits_78_in_one_line(tmp_path: Path) -> None:
+    path, result = run_with(tmp_path, GOOD.replace("[mqtt]", "[mqtt]\nhostname = 'x'"))
+    line = assert_config_error(result, str(path), "mqtt.hostname")
+    assert "unknown key" in line
+
+
+def test_unknown_top_level_key_exits_78(tmp_path: Path) -> None:
+    path, result = run_with(tmp_path, "colour = 'red'\n" + GOOD)
+    assert_config_error(result, str(path), "colour", "unknown key")
+
+
+def test_wrong_type_exits_78_in_one_line(tmp_path: Path) -> None:
+    path, result = run_with(tmp_path, GOOD.replace("port = 1883", 'port = "x"'))
+    assert_config_error(result, str(path), "mqtt.port", "integer")
+
+
+def test_missing_room_id_exits_78_in_one_line(tmp_path: Path) -> None:
+    path, result = run_with(tmp_path, GOOD.replace('room_id = "salon"\n', ""))
+    assert_config_error(result, str(path), "room_id", "missing")
+
+
+@pytest.mark.parametrize("room_id", ["salon/kitchen", "salon#"])
+def test_room_id_not_one_level_exits_78_in_one_line(tmp_path: Path, room_id: str) -> None:
+    path, result = run_with(tmp_path, GOOD.replace('"salon"', f'"{room_id}"'))
+    assert_config_error(result, str(path), "room_id", "must not contain")
+
+
+def test_missing_file_exits_78_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    result = satellite("run", "--config", str(path), home=tmp_path)
+    assert_config_error(result, str(path), "not found")
+
+
+def test_invalid_toml_exits_78_in_one_line(tmp_path: Path) -> None:
+    path, result = run_with(tmp_path, "room_id = \n")
+    assert_config_error(result, str(path), "invalid TOML")
+
+
+def test_simulate_checks_config_first(tmp_path: Path) -> None:
+    config = tmp_path / "salon.toml"
+    config.write_text(GOOD.replace("threshold = 0.5", "threshold = 1.5"), encoding="utf-8")
+    result = satellite(
+        "simulate", "--config", str(config), str(tmp_path / "none.wav"), home=tmp_path
+    )
+    assert_config_error(result, str(config), "wake.threshold")
+
+
+def test_schema_writes_every_schema(tmp_path: Path) -> None:
+    out = tmp_path / "schemas"
+    result = satellite("schema", "--out", str(out), home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    expected = {f"{name}.schema.json" for name in SCHEMA_MODELS}
+    assert {p.name for p in out.iterdir()} == expected
+    for path in out.iterdir():
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        assert schema["type"] == "object"
+        assert "properties" in schema
+    assert {Path(line).name for line in result.stdout.splitlines()} == expected
+
+
+def test_version(tmp_path: Path) -> None:
+    result = satellite("--version", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"satellite {__version__}"
+
+
+def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = satellite(home=tmp_path)
+    assert result.returncode == 2
+    assert "usage: satellite" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,303 @@
+"""MqttLink against a real mosquitto: QoS, retain, subscriptions, outages, birth and will."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import select
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from satellite.config import MqttSettings
+from satellite.errors import ConfigError, MqttError
+from satellite.mqtt import MqttLink
+from tests.support.broker import Broker, free_port
+from tests.support.mqtt_probe import Probe, Received
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+STATUS = "v1/voice_assistant/room/kitchen/satellite/sat1/status"
+COMMAND = "v1/voice_assistant/room/kitchen/satellite/sat1/command"
+STATE = "v1/voice_assistant/room/kitchen/session/s1/state"
+WAIT = 10.0  # upper bound for anything that should happen "soon"
+
+
+def settings_for(host: str, port: int, **overrides: object) -> MqttSettings:
+    fast = {"keepalive_s": 5, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5}
+    return MqttSettings.model_validate({"host": host, "port": port, **fast, **overrides})
+
+
+def on_topic(topic: str) -> Callable[[Received], bool]:
+    return lambda m: m.topic == topic
+
+
+def inbox() -> tuple[queue.Queue[tuple[str, bytes]], Callable[[str, bytes], None]]:
+    received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    return received, lambda topic, payload: received.put((topic, payload))
+
+
+def test_publish_qos0_and_qos1_arrive_with_their_qos_and_retain_flag(broker: Broker) -> None:
+    with (
+        Probe(broker.host, broker.port, "v1/#") as probe,
+        MqttLink(settings_for(broker.host, broker.port), client_id="sat-qos") as link,
+    ):
+        link.start()
+        assert link.wait_connected(WAIT)
+        link.publish(STATE, b"zero", qos=0)
+        link.publish(STATE, b"one", qos=1)
+        link.publish(STATUS, b"kept", qos=1, retain=True)
+        zero, one, kept = probe.wait_count(3, WAIT)
+    assert (zero.payload, zero.qos, zero.retain) == (b"zero", 0, False)
+    assert (one.payload, one.qos, one.retain) == (b"one", 1, False)
+    assert (kept.payload, kept.qos, kept.retain) == (b"kept", 1, True)
+
+
+def test_publish_wait_confirms_a_retained_message_for_later_subscribers(broker: Broker) -> None:
+    with MqttLink(settings_for(broker.host, broker.port), client_id="sat-retain") as link:
+        link.start()
+        assert link.wait_connected(WAIT)
+        assert link.publish_wait(STATUS, b"online", qos=1, retain=True, timeout=WAIT)
+    with Probe(broker.host, broker.port, STATUS) as later:
+        message = later.wait_for(on_topic(STATUS), WAIT)
+    assert (message.payload, message.retain) == (b"online", True)
+
+
+def test_subscriptions_deliver_inbound_messages_to_on_message(broker: Broker) -> None:
+    received, on_message = inbox()
+    link = MqttLink(
+        settings_for(broker.host, broker.port),
+        client_id="sat-sub",
+        subscriptions=[COMMAND, "v1/voice_assistant/room/kitchen/session/+/state"],
+        on_message=on_message,
+    )
+    with link, Probe(broker.host, broker.port, "unused") as sender:
+        link.start()
+        assert link.wait_connected(WAIT)
+        sender.publish(COMMAND, b'{"command": "mute"}')
+        sender.publish(STATE, b'{"state": "processing"}')
+        got = [received.get(timeout=WAIT), received.get(timeout=WAIT)]
+    assert got == [(COMMAND, b'{"command": "mute"}'), (STATE, b'{"state": "processing"}')]
+
+
+def test_broker_down_at_start_connects_once_it_is_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="satellite.mqtt")
+    broker = Broker(tmp_path / "broker", port=free_port())
+    with MqttLink(settings_for(broker.host, broker.port), client_id="sat-late") as link:
+        link.start()
+        assert not link.wait_connected(0.5)
+        link.publish(STATE, b"lost", qos=0)
+        link.publish(STATUS, b"queued", qos=1, retain=True)
+        assert link.dropped_qos0 == 1
+        with broker:
+            assert link.wait_connected(WAIT)
+            with Probe(broker.host, broker.port, "v1/#") as probe:
+                queued = probe.wait_for(on_topic(STATUS), WAIT)
+                link.publish(STATE, b"after", qos=1)
+                probe.wait_for(lambda m: m.payload == b"after", WAIT)
+                assert all(m.payload != b"lost" for m in probe.received)
+    assert (queued.payload, queued.retain) == (b"queued", True)
+    assert not any(record.exc_info for record in caplog.records)
+    assert "Traceback" not in caplog.text
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, "one line for the outage, not one per retry"
+
+
+def test_broker_restart_reconnects_resubscribes_and_republishes_birth(broker: Broker) -> None:
+    received, on_message = inbox()
+    changes: queue.Queue[bool] = queue.Queue()
+    link = MqttLink(
+        settings_for(broker.host, broker.port),
+        client_id="sat-restart",
+        subscriptions=[COMMAND],
+        on_message=on_message,
+        on_connection_change=changes.put,
+    )
+    with link:
+        link.set_birth(STATUS, b'{"online": true}')
+        link.start()
+        assert changes.get(timeout=WAIT) is True
+        broker.stop()
+        assert changes.get(timeout=WAIT) is False
+        broker.start()  # persistence is off: the retained birth is gone with the old broker
+        started = time.monotonic()
+        assert changes.get(timeout=WAIT) is True
+        reconnect_s = time.monotonic() - started
+        with Probe(broker.host, broker.port, "v1/#") as probe:
+            birth = probe.wait_for(on_topic(STATUS), WAIT)
+            probe.publish(COMMAND, b"after-restart")
+            assert received.get(timeout=WAIT) == (COMMAND, b"after-restart")
+    assert (birth.payload, birth.retain) == (b'{"online": true}', True)
+    assert reconnect_s < 2.0
+
+
+WILL_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from satellite.config import MqttSettings
+    from satellite.mqtt import MqttLink
+
+    port, topic = int(sys.argv[1]), sys.argv[2]
+    settings = MqttSettings(host="127.0.0.1", port=port, keepalive_s=5)
+    link = MqttLink(settings, client_id="sat-will", will=(topic, b'{"online": false}'))
+    link.set_birth(topic, b'{"online": true}')
+    link.start()
+    print("ready" if link.wait_connected(10) else "timeout", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def read_line(process: subprocess.Popen[str], timeout: float) -> str:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    return process.stdout.readline().strip() if ready else ""
+
+
+def test_last_will_is_retained_when_the_process_dies(broker: Broker, tmp_path: Path) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(WILL_CHILD)
+    command = [sys.executable, str(script), str(broker.port), STATUS]
+    with (
+        Probe(broker.host, broker.port, STATUS) as probe,
+        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as child,
+    ):
+        try:
+            assert read_line(child, WAIT) == "ready"
+            probe.wait_for(lambda m: m.payload == b'{"online": true}', WAIT)
+        finally:
+            child.kill()
+            child.wait(WAIT)
+        probe.wait_for(lambda m: m.payload == b'{"online": false}', WAIT)
+    with Probe(broker.host, broker.port, STATUS) as later:
+        will = later.wait_for(on_topic(STATUS), WAIT)
+    assert (will.payload, will.retain) == (b'{"online": false}', True)
+
+
+def test_clean_close_does_not_send_the_will(broker: Broker) -> None:
+    settings = settings_for(broker.host, broker.port)
+    with Probe(broker.host, broker.port, STATUS) as probe:
+        link = MqttLink(settings, client_id="sat-bye", will=(STATUS, b'{"online": false}'))
+        with link:
+            link.start()
+            assert link.wait_connected(WAIT)
+        assert not link.connected
+        with pytest.raises(AssertionError):
+            probe.wait_for(on_topic(STATUS), 1.0)
+
+
+def test_on_message_that_raises_does_not_stop_later_messages(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    received, record = inbox()
+
+    def on_message(topic: str, payload: bytes) -> None:
+        if payload == b"boom":
+            raise ValueError("bad handler")
+        record(topic, payload)
+
+    link = MqttLink(
+        settings_for(broker.host, broker.port),
+        client_id="sat-raise",
+        subscriptions=[COMMAND],
+        on_message=on_message,
+    )
+    with link, Probe(broker.host, broker.port, "unused") as sender:
+        link.start()
+        assert link.wait_connected(WAIT)
+        sender.publish(COMMAND, b"boom")
+        sender.publish(COMMAND, b"fine")
+        assert received.get(timeout=WAIT) == (COMMAND, b"fine")
+        assert link.connected
+    failures = [r for r in caplog.records if r.name == "satellite.mqtt" and r.exc_info]
+    assert len(failures) == 1
+
+
+def test_publish_never_raises_while_disconnected(tmp_path: Path) -> None:
+    with MqttLink(settings_for("127.0.0.1", free_port()), client_id="sat-offline") as link:
+        link.publish(STATE, b"before-start", qos=0)
+        link.start()
+        link.publish(STATE, b"offline", qos=0)
+        link.publish(STATE, b"offline", qos=1)
+        assert not link.publish_wait(STATUS, b"x", qos=1, retain=True, timeout=0.1)
+    assert link.dropped_qos0 == 2
+    assert not link.connected
+
+
+def test_refused_connection_is_retried_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="satellite.mqtt")
+    with Broker(tmp_path / "broker", extra_config="allow_anonymous false") as strict:
+        settings = settings_for(strict.host, strict.port, username="nobody")
+        with MqttLink(settings, client_id="sat-refused") as link:
+            link.start()
+            assert not link.wait_connected(1.0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "refused" in warnings[0]
+    assert "Traceback" not in caplog.text
+
+
+def test_invalid_topic_is_an_mqtt_error() -> None:
+    with (
+        MqttLink(settings_for("127.0.0.1", free_port()), client_id="sat-topic") as link,
+        pytest.raises(MqttError, match="cannot publish"),
+    ):
+        link.publish("v1/#", b"x", qos=1)
+
+
+def test_unreadable_password_file_fails_start(tmp_path: Path) -> None:
+    settings = settings_for(
+        "127.0.0.1", free_port(), username="sat", password_file=tmp_path / "missing"
+    )
+    with (
+        MqttLink(settings, client_id="sat-pw") as link,
+        pytest.raises(ConfigError, match="missing"),
+    ):
+        link.start()
+
+
+def test_password_without_username_fails_start(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("hunter2\n")
+    settings = settings_for("127.0.0.1", free_port(), password_file=secret)
+    with MqttLink(settings, client_id="sat-pw2") as link, pytest.raises(ConfigError):
+        link.start()
+
+
+def test_bad_ca_file_fails_start(tmp_path: Path) -> None:
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate\n")
+    for ca_file in (tmp_path / "absent.pem", bogus):
+        settings = settings_for("127.0.0.1", free_port(), tls=True, ca_file=ca_file)
+        with MqttLink(settings, client_id="sat-tls") as link, pytest.raises(MqttError, match="TLS"):
+            link.start()
+
+
+def test_close_is_idempotent_and_safe_before_start() -> None:
+    link = MqttLink(settings_for("127.0.0.1", free_port()), client_id="sat-idle")
+    link.close()
+    link.close()
+    with pytest.raises(MqttError, match="closed"):
+        link.start()
+
+
+def test_set_birth_while_connected_publishes_now(broker: Broker) -> None:
+    with (
+        Probe(broker.host, broker.port, STATUS) as probe,
+        MqttLink(settings_for(broker.host, broker.port), client_id="sat-birth") as link,
+    ):
+        link.start()
+        assert link.wait_connected(WAIT)
+        link.set_birth(STATUS, b"v2")
+        message = probe.wait_for(on_topic(STATUS), WAIT)
+    assert (message.payload, message.qos, message.retain) == (b"v2", 1, True)
