@@ -77,7 +77,7 @@ class FrameAssembler:
         """Convert one chunk; return the whole frames now complete."""
         samples = np.frombuffer(chunk, dtype=np.int16)
         if self.channels > 1:
-            samples = samples[self.channel :: self.channels]
+            samples = np.ascontiguousarray(samples[self.channel :: self.channels])
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples)
         pending = np.concatenate([self._pending, samples]) if len(self._pending) else samples

@@ -116,7 +116,8 @@ class MqttLink:
             self._client.tls_set(ca_certs=None if ca_file is None else str(ca_file))
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             where = f"mqtt.ca_file {ca_file}" if ca_file else "the system CA certificates"
-            raise MqttError(f"cannot set up TLS with {where}: {exc}") from exc
+            # A ConfigError, not an MqttError: it never heals, so the CLI exits 78.
+            raise ConfigError(f"cannot set up TLS with {where}: {exc}") from exc
 
     @property
     def connected(self) -> bool:

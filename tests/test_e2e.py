@@ -106,18 +106,20 @@ def test_broker_down_at_start_then_up_connects_and_works(
     broker = Broker(tmp_path / "broker")  # a port chosen, nothing listening yet
     config = room_config(tmp_path / "salon.toml", port=broker.port)
     log_path = tmp_path / "sat.log"
-    with SatelliteProcess(
-        ["run", "--config", str(config)], env=fifo_mic.env, log_path=log_path
-    ) as sat:
-        with broker:
-            with (
-                Probe(broker.host, broker.port, SESSION_FILTER) as session,
-                Probe(broker.host, broker.port, STATUS_FILTER) as status,
-            ):
-                wait_online(status)
-                assert sat.proc.poll() is None
-                fifo_mic.feed(speak(f"hey jarvis, {COMMAND}", cache_dir=speech_cache))
-                session.wait_for(is_idle, timeout=30.0)
-                assert check_session(session.received())["text"] == COMMAND
-            assert sat.stop() == 0
+    with (
+        SatelliteProcess(
+            ["run", "--config", str(config)], env=fifo_mic.env, log_path=log_path
+        ) as sat,
+        broker,
+    ):
+        with (
+            Probe(broker.host, broker.port, SESSION_FILTER) as session,
+            Probe(broker.host, broker.port, STATUS_FILTER) as status,
+        ):
+            wait_online(status)
+            assert sat.proc.poll() is None
+            fifo_mic.feed(speak(f"hey jarvis, {COMMAND}", cache_dir=speech_cache))
+            session.wait_for(is_idle, timeout=30.0)
+            assert check_session(session.received())["text"] == COMMAND
+        assert sat.stop() == 0
     assert "Traceback" not in sat.log()

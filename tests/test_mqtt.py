@@ -103,7 +103,7 @@ def test_broker_down_at_start_connects_once_it_is_up(
                 queued = probe.wait_for(on_topic(STATUS), WAIT)
                 link.publish(STATE, b"after", qos=1)
                 probe.wait_for(lambda m: m.payload == b"after", WAIT)
-                assert all(m.payload != b"lost" for m in probe.received)
+                assert all(m.payload != b"lost" for m in probe.received())
     assert (queued.payload, queued.retain) == (b"queued", True)
     assert not any(record.exc_info for record in caplog.records)
     assert "Traceback" not in caplog.text
@@ -279,7 +279,10 @@ def test_bad_ca_file_fails_start(tmp_path: Path) -> None:
     bogus.write_text("not a certificate\n")
     for ca_file in (tmp_path / "absent.pem", bogus):
         settings = settings_for("127.0.0.1", free_port(), tls=True, ca_file=ca_file)
-        with MqttLink(settings, client_id="sat-tls") as link, pytest.raises(MqttError, match="TLS"):
+        with (
+            MqttLink(settings, client_id="sat-tls") as link,
+            pytest.raises(ConfigError, match="TLS"),
+        ):
             link.start()
 
 

@@ -175,6 +175,15 @@ def test_probe_wait_for_starts_at_an_index(broker: Broker) -> None:
     assert second.payload == b"2"
 
 
+def test_probe_resubscribes_after_a_broker_restart(broker: Broker) -> None:
+    with Probe(broker.host, broker.port, "state") as probe:
+        broker.stop()
+        broker.start()
+        with Probe(broker.host, broker.port, "unused") as publisher:
+            publisher.publish("state", b"back", retain=True)
+        probe.wait_for(lambda m: m.payload == b"back", timeout=10)
+
+
 def test_probe_timeout_dumps_what_arrived(broker: Broker) -> None:
     with Probe(broker.host, broker.port, "#") as probe:
         probe.publish("seen", b"payload")

@@ -29,6 +29,9 @@ class Received:
 class Probe:
     """Subscribes to `topic_filter` (QoS 1, MQTT 5, retain-as-published) and records messages.
 
+    It reconnects and resubscribes by itself after a broker restart (retry every 1-2 s);
+    messages published meanwhile are lost, retained ones arrive again on resubscribe.
+
     The QoS of a received message is min(publisher's QoS, 1); `retain` is the publisher's flag
     (or 1 for a retained message delivered on subscribe).
     """
@@ -55,8 +58,10 @@ class Probe:
             client_id=client_id,
             protocol=mqtt.MQTTv5,
         )
-        # Both callbacks run on paho's network thread (loop_start); they only touch
+        self._client.reconnect_delay_set(min_delay=1, max_delay=2)
+        # The callbacks run on paho's network thread (loop_start); they only touch
         # state guarded by self._changed or the Event.
+        self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._started = False
@@ -67,20 +72,10 @@ class Probe:
         self._started = True
         self._client.loop_start()
         try:
-            self._subscribe()
+            self._check_subscribed()
         except BaseException:
             self.close()
             raise
-
-    def _subscribe(self) -> None:
-        options = SubscribeOptions(qos=1, retainAsPublished=True)
-        self._client.subscribe(self.topic_filter, options=options)
-        if not self._subscribed.wait(self.timeout):
-            raise AssertionError(f"no SUBACK for {self.topic_filter!r} within {self.timeout} s")
-        if any(code.is_failure for code in self._sub_codes):
-            raise AssertionError(
-                f"subscription to {self.topic_filter!r} refused: {self._sub_codes}"
-            )
 
     def close(self) -> None:
         """Disconnect and stop the network thread; idempotent."""
@@ -139,6 +134,26 @@ class Probe:
             f"  {m.topic} qos={m.qos} retain={m.retain} {m.payload[:200]!r}" for m in self._received
         ]
         return "\n".join(lines)
+
+    def _check_subscribed(self) -> None:
+        if not self._subscribed.wait(self.timeout):
+            raise AssertionError(f"no SUBACK for {self.topic_filter!r} within {self.timeout} s")
+        if any(code.is_failure for code in self._sub_codes):
+            codes = [str(code) for code in self._sub_codes]
+            raise AssertionError(f"subscription to {self.topic_filter!r} refused: {codes}")
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        # Every (re)connect: the broker forgets us when it restarts.
+        if not reason_code.is_failure:
+            options = SubscribeOptions(qos=1, retainAsPublished=True)
+            client.subscribe(self.topic_filter, options=options)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         payload = bytes(msg.payload)

@@ -1,0 +1,68 @@
+"""openWakeWord on the real ONNX models and espeak speech."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from satellite.errors import ModelError
+from satellite.frames import split_frames
+from satellite.models import feature_model_paths, wake_model_path
+from satellite.wake import OwwDetector
+from tests.support.satellite_proc import models_dir
+from tests.support.speech import speak
+
+pytestmark = pytest.mark.integration
+
+
+def detector(threshold: float = 0.5) -> OwwDetector:
+    melspec, embedding = feature_model_paths(models_dir())
+    return OwwDetector(
+        models={"hey_jarvis": wake_model_path(models_dir(), "hey_jarvis")},
+        melspec=melspec,
+        embedding=embedding,
+        threshold=threshold,
+    )
+
+
+def detections(det: OwwDetector, samples: np.ndarray) -> list[tuple[int, float]]:  # type: ignore[type-arg]
+    found = []
+    for index, frame in enumerate(split_frames(samples)):
+        hit = det.process(frame)
+        if hit is not None:
+            assert hit.wake_word == "hey_jarvis"
+            found.append((index, hit.score))
+    return found
+
+
+def test_wake_word_is_detected_with_its_configured_name_and_score(speech_cache: Path) -> None:
+    hits = detections(detector(), speak("hey jarvis", cache_dir=speech_cache))
+    assert hits and all(score >= 0.5 for _, score in hits)
+
+
+def test_other_speech_is_not_detected(speech_cache: Path) -> None:
+    assert detections(detector(), speak("turn on the kitchen lights", cache_dir=speech_cache)) == []
+
+
+def test_threshold_is_respected(speech_cache: Path) -> None:
+    assert detections(detector(0.999999), speak("hey jarvis", cache_dir=speech_cache)) == []
+
+
+def test_reset_forgets_the_wake_word_just_heard(speech_cache: Path) -> None:
+    det = detector()
+    samples = speak("hey jarvis", cache_dir=speech_cache)
+    frames = split_frames(samples)
+    first_hit = next(i for i, f in enumerate(frames) if det.process(f) is not None)
+    det.reset()
+    silence = np.zeros(1280, np.int16)
+    assert all(det.process(silence) is None for _ in range(len(frames) - first_hit))
+
+
+def test_a_broken_model_file_is_a_model_error(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not a model")
+    melspec, embedding = feature_model_paths(models_dir())
+    with pytest.raises(ModelError, match=r"broken\.onnx"):
+        OwwDetector(models={"broken": bad}, melspec=melspec, embedding=embedding, threshold=0.5)
