@@ -67,8 +67,9 @@ make_venv() {
   [ -x "$venv/bin/python" ] || { say "creating virtualenv $venv"; "$python" -m venv "$venv"; }
   say "installing Python packages into $venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$openwakeword_pin"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@"
+  # Last, so pip's resolver never sees openWakeWord's unmet tflite-runtime requirement.
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$openwakeword_pin"
 }
 
 install_dev() {

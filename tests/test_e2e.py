@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,8 @@ from satellite.contracts import SCHEMA_MODELS
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe, Received
-from tests.support.satellite_proc import SatelliteProcess, room_config
-from tests.support.speech import speak
+from tests.support.satellite_proc import ROOT, SatelliteProcess, room_config
+from tests.support.speech import save_wav, speak
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +100,40 @@ def test_spoken_command_publishes_the_whole_session(
         assert "Traceback" not in sat.log()
         offline = status.wait_for(lambda m: payload(m).get("online") is False, 5.0)
         assert offline.retain
+    assert summarise_run(session.received()) == summarise_simulate(config, utterance, tmp_path)
+
+
+def summarise_run(messages: list[Received]) -> list[tuple[str, str]]:
+    """The session as (topic_type, state or text), with interims collapsed to one entry."""
+    return collapse([(topic_type(m), payload(m)) for m in messages])
+
+
+def summarise_simulate(config: Path, samples: Any, tmp_path: Path) -> list[tuple[str, str]]:
+    """The same summary from `satellite simulate` on the same audio."""
+    wav = tmp_path / "utterance.wav"
+    save_wav(wav, samples)
+    done = subprocess.run(
+        [sys.executable, "-m", "satellite", "-q", "simulate", "--config", str(config), str(wav)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    return collapse([(line["topic_type"], line["payload"]) for line in lines])
+
+
+def collapse(events: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str]]:
+    summary: list[tuple[str, str]] = []
+    for kind, body in events:
+        value = "" if kind == "transcript/interim" else body.get("state") or body["text"]
+        if kind == "state" and body["state"] == "wake_detected":
+            value += f" {body['wake_word']}"
+        if not summary or summary[-1] != (kind, value):
+            summary.append((kind, value))
+    return summary
 
 
 def test_broker_down_at_start_then_up_connects_and_works(
