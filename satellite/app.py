@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from satellite import __version__
@@ -12,6 +11,7 @@ from satellite.assemble import build_machine, build_outbox, client_id
 from satellite.audio import Capture, FrameAssembler
 from satellite.config import Settings
 from satellite.contracts import StatusMessage, now_ms
+from satellite.frames import Frame
 from satellite.mqtt import MqttLink
 from satellite.outbox import Outbox, Outgoing
 from satellite.session import Event, Final, SessionMachine, WakeDetected
@@ -20,7 +20,7 @@ from satellite.topics import SatelliteTopic
 log = logging.getLogger(__name__)
 
 
-def status_payload(settings: Settings, *, online: bool, started: float | None = None) -> bytes:
+def status_payload(settings: Settings, *, online: bool) -> bytes:
     """The retained status message: `online: true` on connect, `online: false` as last will."""
     return StatusMessage(
         online=online,
@@ -28,7 +28,6 @@ def status_payload(settings: Settings, *, online: bool, started: float | None = 
         satellite_id=settings.satellite_id,
         timestamp=now_ms(),
         version=__version__,
-        uptime_s=None if started is None else round(time.monotonic() - started, 1),
     ).to_json()
 
 
@@ -91,9 +90,9 @@ class Pipeline:
             for frame in assembler.push(chunk):
                 self._process(frame)
 
-    def _process(self, frame: object) -> None:
+    def _process(self, frame: Frame) -> None:
         try:
-            events = self.machine.process(frame)  # type: ignore[arg-type]
+            events = self.machine.process(frame)
         except Exception:
             log.exception("processing a frame failed; continuing")
             return
@@ -109,9 +108,9 @@ class Satellite:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.started = time.monotonic()
         self.outbox = build_outbox(settings)
         status_topics = self.outbox.topics.satellite(SatelliteTopic.STATUS)
+        # MQTT allows one will: it goes to the primary tree (v1 when dual publishing).
         self.link = MqttLink(
             settings.mqtt,
             client_id=client_id(settings),

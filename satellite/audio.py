@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +143,8 @@ class Capture:
 
     def _open_stream(self) -> None:
         if self._pa is None:
-            self._pa = self._pyaudio.PyAudio()
+            with native_stderr_silenced():
+                self._pa = self._pyaudio.PyAudio()
         self.device = pick_device(list_inputs(self._pa), self.settings.device)
         self.rate = self._pick_rate(self.device)
         try:
@@ -231,6 +236,26 @@ class Capture:
         if self._pa is not None:
             self._pa.terminate()
             self._pa = None
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Hide what C libraries print on fd 2 while PortAudio scans its host APIs.
+
+    Pa_Initialize probes every ALSA card and JACK, and alsa-lib and libjack print a screen of
+    "cannot find card" / "jack server is not running" lines that are not errors for us. Only
+    that scan is silenced; opening the device is not, so a real failure stays visible. Other
+    threads' writes to stderr during the scan (a few tens of ms) are lost too.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _import_pyaudio() -> Any:

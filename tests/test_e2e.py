@@ -98,6 +98,7 @@ def test_spoken_command_publishes_the_whole_session(
         assert final["text"] == COMMAND
         assert sat.stop() == 0
         assert "Traceback" not in sat.log()
+        assert "ALSA lib" not in sat.log(), "PortAudio's device scan noise reached the log"
         offline = status.wait_for(lambda m: payload(m).get("online") is False, 5.0)
         assert offline.retain
     assert summarise_run(session.received()) == summarise_simulate(config, utterance, tmp_path)
