@@ -156,3 +156,13 @@ def test_dual_publishing_sends_every_message_to_both_trees(
     v0 = [t for t in topics if t.startswith("voice_assistant/room/salon/session/")]
     assert v1 and sorted(f"v1/{t}" for t in v0) == sorted(v1)
     assert len(v1) + len(v0) == len(topics)
+
+
+def test_wake_word_alone_returns_to_idle_without_a_final(
+    tmp_path: Path, speech_cache: Path
+) -> None:
+    config = room_config(tmp_path / "salon.toml", port=1, stt={"no_speech_timeout_s": 2.0})
+    wav = wav_file(tmp_path / "wake.wav", speak("hey jarvis", cache_dir=speech_cache))
+    events, _ = simulate(config, [wav])
+    kinds = [(e["topic_type"], e["payload"].get("state")) for e in events]
+    assert kinds == [("state", "wake_detected"), ("state", "listening"), ("state", "idle")]
