@@ -14,7 +14,7 @@ from satellite.contracts import (
     new_id,
     now_ms,
 )
-from satellite.session import Event, Final, Idle, Interim, Listening, WakeDetected
+from satellite.session import Event, Final, Idle, Interim, Listening, MuteChanged, WakeDetected
 from satellite.topics import QOS, Topics, TopicType
 
 
@@ -53,6 +53,10 @@ class Outbox:
             return TopicType.STATE, self._state("listening", event.session_id)
         if isinstance(event, Idle):
             return TopicType.STATE, self._state("idle", event.session_id)
+        if isinstance(event, MuteChanged):
+            return TopicType.STATE, self._state(
+                "muted" if event.muted else "idle", event.session_id
+            )
         if isinstance(event, Interim):
             return TopicType.INTERIM, TranscriptInterim(
                 text=event.text,

@@ -122,6 +122,7 @@ class EndReason(Enum):
 
     FINAL = "final"
     NO_SPEECH = "no_speech"
+    MUTED = "muted"
 
 
 @dataclass(frozen=True)
@@ -132,13 +133,22 @@ class Idle:
     reason: EndReason
 
 
-Event = WakeDetected | Listening | Interim | Final | Idle
+@dataclass(frozen=True)
+class MuteChanged:
+    """Wake detection and STT stopped (muted) or resumed; announced under a fresh session id."""
+
+    session_id: str
+    muted: bool
+
+
+Event = WakeDetected | Listening | Interim | Final | Idle | MuteChanged
 
 
 @dataclass
 class _Utterance:
     session_id: str
     utt_id: str
+    no_speech_timeout_s: float
     frames: int = 0
     sequence: int = 0
     partial: str = ""
@@ -158,6 +168,7 @@ class SessionMachine:
         self._preroll: deque[Frame] = deque(maxlen=frames_for(self.timing.preroll_s))
         self._utterance: _Utterance | None = None
         self._refractory_left = 0
+        self.muted = False
 
     @property
     def listening(self) -> bool:
@@ -166,6 +177,8 @@ class SessionMachine:
 
     def process(self, frame: Frame) -> list[Event]:
         """Advance by one 80 ms frame and return what happened."""
+        if self.muted:
+            return []
         if self._utterance is not None:
             return self._listen(self._utterance, frame)
         self._preroll.append(frame)
@@ -177,17 +190,39 @@ class SessionMachine:
             return []
         return self._open(detection)
 
+    def set_muted(self, muted: bool) -> list[Event]:
+        """Stop (or resume) consuming audio; an utterance in progress is dropped, not finalised."""
+        if muted == self.muted:
+            return []
+        events: list[Event] = []
+        if muted and self._utterance is not None:
+            events.append(self._end(self._utterance, EndReason.MUTED))
+        self.muted = muted
+        self._preroll.clear()
+        self.detector.reset()
+        return [*events, MuteChanged(self.new_id(), muted)]
+
+    def listen(
+        self, session_id: str | None = None, no_speech_timeout_s: float | None = None
+    ) -> list[Event]:
+        """Open an utterance without the wake word: a new session, or a follow-up in one."""
+        if self.muted or self._utterance is not None:
+            return []
+        timeout = no_speech_timeout_s or self.timing.no_speech_timeout_s
+        return [self._start(session_id or self.new_id(), np.zeros(0, np.int16), timeout)]
+
     def _open(self, detection: Detection) -> list[Event]:
         session_id = self.new_id()
-        utterance = _Utterance(session_id, self.new_id())
-        self._utterance = utterance
         preroll = np.concatenate(list(self._preroll))
         self._preroll.clear()
+        listening = self._start(session_id, preroll, self.timing.no_speech_timeout_s)
+        return [WakeDetected(session_id, detection.wake_word, detection.score), listening]
+
+    def _start(self, session_id: str, preroll: Frame, no_speech_timeout_s: float) -> Listening:
+        utterance = _Utterance(session_id, self.new_id(), no_speech_timeout_s)
+        self._utterance = utterance
         self.transcriber.start(preroll)
-        return [
-            WakeDetected(session_id, detection.wake_word, detection.score),
-            Listening(session_id, utterance.utt_id),
-        ]
+        return Listening(session_id, utterance.utt_id)
 
     def _listen(self, utt: _Utterance, frame: Frame) -> list[Event]:
         utt.frames += 1
@@ -211,14 +246,17 @@ class SessionMachine:
         if utt.frames * FRAME_S >= t.max_utterance_s:
             return True
         if utt.sequence == 0:
-            return utt.frames * FRAME_S >= t.no_speech_timeout_s
+            return utt.frames * FRAME_S >= utt.no_speech_timeout_s
         return bool(utt.partial) and utt.quiet_frames * FRAME_S >= t.trailing_silence_s
 
     def _close(self, utt: _Utterance, transcript: Transcript | None) -> list[Event]:
+        if transcript is None or not transcript.text:
+            return [self._end(utt, EndReason.NO_SPEECH)]
+        idle = self._end(utt, EndReason.FINAL)
+        return [Final(utt.session_id, utt.utt_id, transcript), idle]
+
+    def _end(self, utt: _Utterance, reason: EndReason) -> Idle:
         self._utterance = None
         self.detector.reset()
         self._refractory_left = round(self.timing.refractory_s / FRAME_S)
-        if transcript is None or not transcript.text:
-            return [Idle(utt.session_id, EndReason.NO_SPEECH)]
-        final = Final(utt.session_id, utt.utt_id, transcript)
-        return [final, Idle(utt.session_id, EndReason.FINAL)]
+        return Idle(utt.session_id, reason)

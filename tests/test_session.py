@@ -16,6 +16,7 @@ from satellite.session import (
     Idle,
     Interim,
     Listening,
+    MuteChanged,
     SessionMachine,
     SessionTiming,
     SttUpdate,
@@ -169,3 +170,50 @@ def test_session_each_wake_gets_fresh_session_and_utterance_ids() -> None:
 def test_session_no_wake_no_events() -> None:
     m = machine(FakeTranscriber([]))
     assert run(m, [frame(5)] * 100) == []
+
+
+def test_session_muted_ignores_the_wake_word_and_feeds_nothing() -> None:
+    t = FakeTranscriber([SttUpdate("", HELLO)])
+    m = machine(t)
+    assert m.set_muted(True) == [MuteChanged("id1", True)]
+    assert run(m, [frame(LOUD)] * 5) == []
+    assert t.prerolls == []
+    assert m.set_muted(True) == []
+
+
+def test_session_unmute_restores_detection() -> None:
+    m = machine(FakeTranscriber([SttUpdate("", HELLO)]))
+    m.set_muted(True)
+    assert m.set_muted(False) == [MuteChanged("id2", False)]
+    assert isinstance(m.process(frame(LOUD))[0], WakeDetected)
+
+
+def test_session_mute_mid_utterance_drops_it_without_a_final() -> None:
+    m = machine(FakeTranscriber([SttUpdate("turn on")], flush=HELLO))
+    run(m, [frame(LOUD), frame()])
+    assert m.set_muted(True) == [Idle("id1", EndReason.MUTED), MuteChanged("id3", True)]
+    assert not m.listening
+
+
+def test_session_listen_opens_a_session_without_wake_word_or_preroll() -> None:
+    t = FakeTranscriber([SttUpdate("", HELLO)])
+    m = machine(t)
+    run(m, [frame(5)] * 10)
+    assert m.listen() == [Listening("id1", "id2")]
+    assert t.prerolls == [0]
+    assert run(m, [frame()]) == [Final("id1", "id2", HELLO), Idle("id1", EndReason.FINAL)]
+
+
+def test_session_follow_up_is_a_new_utterance_in_the_same_session_with_its_own_timeout() -> None:
+    m = machine(FakeTranscriber([]), no_speech_timeout_s=5.0)
+    assert m.listen("s1", no_speech_timeout_s=0.8) == [Listening("s1", "id1")]
+    events = run(m, [frame()] * seconds(0.8))
+    assert events == [Idle("s1", EndReason.NO_SPEECH)]
+
+
+def test_session_listen_is_ignored_while_muted_or_listening() -> None:
+    m = machine(FakeTranscriber([]))
+    m.listen()
+    assert m.listen() == []
+    m.set_muted(True)
+    assert m.listen() == []
