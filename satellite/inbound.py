@@ -1,0 +1,84 @@
+"""Validates what arrives on the subscribed topics: size first, then JSON, then the contract."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from satellite.contracts import Command, GatewayState, OverlayHint
+from satellite.topics import Topics, TopicType
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class GatewayStateReceived:
+    """The gateway (or dashboard) announced a state for a session in our room."""
+
+    session_id: str
+    message: GatewayState
+
+
+@dataclass(frozen=True)
+class OverlayHintReceived:
+    """The gateway asked the satellite to stay attentive (or not)."""
+
+    session_id: str
+    message: OverlayHint
+
+
+@dataclass(frozen=True)
+class CommandReceived:
+    """A command for this satellite."""
+
+    message: Command
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An inbound payload that was dropped, and why (for the log line and the counter)."""
+
+    topic: str
+    reason: str
+
+
+Inbound = GatewayStateReceived | OverlayHintReceived | CommandReceived | Rejected
+
+
+def parse_inbound(topic: str, payload: bytes, *, topics: Topics, max_bytes: int) -> Inbound:
+    """Classify and validate one inbound message; never raises."""
+    if len(payload) > max_bytes:
+        return Rejected(topic, f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    if topics.is_command(topic):
+        command = _validate(Command, topic, payload)
+        return command if isinstance(command, Rejected) else CommandReceived(command)
+    where = topics.parse_session(topic)
+    if where is None:
+        return Rejected(topic, "not a topic this satellite reads")
+    if where.topic_type == TopicType.STATE:
+        state = _validate(GatewayState, topic, payload)
+        return (
+            state if isinstance(state, Rejected) else GatewayStateReceived(where.session_id, state)
+        )
+    if where.topic_type == TopicType.OVERLAY_HINT:
+        hint = _validate(OverlayHint, topic, payload)
+        return hint if isinstance(hint, Rejected) else OverlayHintReceived(where.session_id, hint)
+    return Rejected(topic, f"{where.topic_type} is not read by the satellite")
+
+
+def _validate(model: type[M], topic: str, payload: bytes) -> M | Rejected:
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return Rejected(topic, f"not JSON: {exc.__class__.__name__}")
+    if not isinstance(data, dict):
+        return Rejected(topic, f"expected a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(payload)"
+        return Rejected(topic, f"{field}: {first['msg']}")
