@@ -58,6 +58,9 @@ class MqttSettings(_Section):
         "voice_assistant", description="topic base prefix (env MQTT_BASE_PREFIX)"
     )
     dual_publish: bool = Field(False, description="also publish to the legacy v0 tree")
+    max_payload_bytes: int = Field(
+        65536, ge=256, le=16 << 20, description="inbound payloads above this are dropped unread"
+    )
 
     @model_validator(mode="after")
     def _check_backoff(self) -> MqttSettings:
@@ -136,6 +139,15 @@ class SttSettings(_Section):
     )
 
 
+class FollowupSettings(_Section):
+    """Listening again without the wake word when the assistant asks (overlay_hint keep_open)."""
+
+    enabled: bool = Field(False, description="open one follow-up utterance on keep_open")
+    no_speech_timeout_s: float = Field(
+        4.0, gt=0, le=60, description="back to idle when the follow-up hears nothing, seconds"
+    )
+
+
 class ModelsSettings(_Section):
     """Where models live."""
 
@@ -160,6 +172,11 @@ class Settings(BaseSettings):
     wake: WakeSettings = WakeSettings()
     stt: SttSettings = SttSettings()
     models: ModelsSettings = ModelsSettings()
+    followup: FollowupSettings = FollowupSettings()
+    state_dir: Path = Field(
+        Path("/var/lib/satellite"),
+        description="where mute survives restarts (systemd's STATE_DIRECTORY when set)",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -177,10 +194,11 @@ class Settings(BaseSettings):
 
 # Environment names fixed by the wider assistant (DESIGN.md), outside the SATELLITE_ prefix,
 # plus the documented short form SATELLITE_MODELS_DIR.
-ENV_ALIASES: Mapping[str, tuple[str, str]] = {
+ENV_ALIASES: Mapping[str, tuple[str, ...]] = {
     "MQTT_TOPIC_VERSION": ("mqtt", "topic_version"),
     "MQTT_BASE_PREFIX": ("mqtt", "base_prefix"),
     "SATELLITE_MODELS_DIR": ("models", "dir"),
+    "STATE_DIRECTORY": ("state_dir",),
 }
 
 
@@ -191,10 +209,16 @@ class _AliasEnvSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        values: dict[str, dict[str, str]] = {}
-        for name, (section, key) in ENV_ALIASES.items():
-            if name in os.environ:
-                values.setdefault(section, {})[key] = os.environ[name]
+        values: dict[str, Any] = {}
+        for name, path in ENV_ALIASES.items():
+            if name not in os.environ:
+                continue
+            target = values
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            # systemd may list several directories (colon-separated); the first is ours.
+            value = os.environ[name]
+            target[path[-1]] = value.split(":")[0] if name == "STATE_DIRECTORY" else value
         return values
 
 

@@ -89,6 +89,15 @@ class TranscriptFinal(Outbound):
     words: list[Word] | None = None
 
 
+class StatusCounters(Outbound):
+    """Health figures since the process started."""
+
+    invalid_messages: int = Field(ge=0, description="inbound payloads rejected")
+    dropped_frames: int = Field(ge=0, description="capture chunks dropped (queue full)")
+    wake_detections: int = Field(ge=0)
+    sessions: int = Field(ge=0, description="sessions opened (wake word or listen command)")
+
+
 class StatusMessage(Outbound):
     """`.../satellite/{satellite_id}/status`, retained; the last will carries `online: false`."""
 
@@ -97,10 +106,11 @@ class StatusMessage(Outbound):
     satellite_id: str
     timestamp: int = Field(ge=0)
     state: SatelliteState | None = None
+    muted: bool | None = None
+    led: str | None = Field(None, description="name of the LED pattern shown")
     version: str | None = None
     uptime_s: float | None = Field(None, ge=0)
-    dropped_frames: int | None = Field(None, ge=0)
-    invalid_messages: int | None = Field(None, ge=0)
+    counters: StatusCounters | None = None
 
 
 class GatewayState(Inbound):

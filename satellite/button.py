@@ -1,0 +1,40 @@
+"""The physical mute button (gpiozero)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+class MuteButton:
+    """A debounced push button; `on_press` runs on gpiozero's callback thread."""
+
+    def __init__(
+        self,
+        *,
+        pin: int,
+        pull_up: bool,
+        bounce_s: float,
+        on_press: Callable[[], None],
+        pin_factory: Any = None,
+    ) -> None:
+        from gpiozero import Button
+
+        self._button = Button(pin, pull_up=pull_up, bounce_time=bounce_s, pin_factory=pin_factory)
+        # A zero-argument lambda: gpiozero passes the device to one-argument callables.
+        self._button.when_pressed = lambda: on_press()  # noqa: PLW0108
+
+    @property
+    def pressed(self) -> bool:
+        """Whether the button is held down now."""
+        return bool(self._button.is_pressed)
+
+    def close(self) -> None:
+        """Release the pin; idempotent."""
+        self._button.close()
+
+    def __enter__(self) -> MuteButton:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
