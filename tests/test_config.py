@@ -140,8 +140,8 @@ def test_unknown_section_key_is_error(tmp_path: Path) -> None:
 
 
 def test_unknown_section_is_error(tmp_path: Path) -> None:
-    message = config_error(write(tmp_path, EXAMPLE + "[leds]\nkind = 'apa102'\n"))
-    assert "leds: unknown key" in message
+    message = config_error(write(tmp_path, EXAMPLE + "[lights]\nkind = 'apa102'\n"))
+    assert "lights: unknown key" in message
 
 
 def test_wrong_type_is_error(tmp_path: Path) -> None:

@@ -1,0 +1,150 @@
+"""Status LEDs: patterns (pure), gpiozero drivers, the animator thread, and HAT profiles.
+
+Nothing here imports satellite.config at run time (config imports the pattern names from
+here), and gpiozero is imported only when a driver is opened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from satellite.errors import ConfigError
+from satellite.leds.animator import LedAnimator, LedDriver
+from satellite.leds.hats import HatLeds, HatProfile, available_hats, describe, load_hat
+from satellite.leds.patterns import IDLE, PATTERNS, Indicator, Pattern
+
+if TYPE_CHECKING:
+    from satellite.config import ButtonSettings, LedSettings
+
+__all__ = [
+    "PATTERNS",
+    "HatLeds",
+    "HatProfile",
+    "Indicator",
+    "LedAnimator",
+    "LedDriver",
+    "Pattern",
+    "available_hats",
+    "build_indicator",
+    "build_leds",
+    "cycle_patterns",
+    "load_hat",
+    "open_driver",
+    "resolve_button",
+    "resolve_leds",
+]
+
+
+def resolve_leds(settings: LedSettings) -> HatLeds:
+    """The HAT profile's LEDs with the room config's overrides applied; ConfigError if invalid."""
+    profile = load_hat(settings.hat, settings.hats_dir).leds
+    overrides = {
+        "driver": settings.driver,
+        "pins": settings.pins,
+        "pixels": settings.pixels,
+        "spi_device": settings.spi_device,
+        "active_high": settings.active_high,
+    }
+    merged = {**profile.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return HatLeds.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(f"leds (hat {settings.hat!r} with overrides): {describe(exc)}") from exc
+
+
+def open_driver(leds: HatLeds, *, brightness: float = 1.0, pin_factory: Any = None) -> LedDriver:
+    """The driver for `leds`; gpiozero errors (bad pin, no GPIO here) become ConfigError."""
+    from gpiozero import GPIOZeroError
+
+    from satellite.leds import drivers
+
+    try:
+        if leds.driver == "single":
+            return drivers.SingleLed(
+                leds.pins[0],
+                pwm=leds.pwm,
+                active_high=leds.active_high,
+                brightness=brightness,
+                pin_factory=pin_factory,
+            )
+        if leds.driver == "rgb":
+            red, green, blue = leds.pins
+            return drivers.RgbLed(
+                red,
+                green,
+                blue,
+                active_high=leds.active_high,
+                brightness=brightness,
+                pin_factory=pin_factory,
+            )
+        if leds.driver == "apa102":
+            return drivers.Apa102Strip(
+                leds.pixels,
+                port=leds.spi_port,
+                device=leds.spi_device,
+                brightness=brightness,
+                enable_pin=leds.enable_pin,
+                enable_active_high=leds.enable_active_high,
+                pin_factory=pin_factory,
+            )
+    except GPIOZeroError as exc:
+        raise ConfigError(f"leds: cannot open the {leds.driver} LEDs: {exc}") from exc
+    return drivers.NullLeds()
+
+
+def build_leds(settings: LedSettings, *, pin_factory: Any = None) -> LedAnimator:
+    """An animator on the configured LEDs, showing idle; ConfigError if they cannot be opened."""
+    leds = resolve_leds(settings)
+    driver = open_driver(leds, brightness=settings.brightness, pin_factory=pin_factory)
+    return LedAnimator(driver, fps=settings.fps)
+
+
+def build_indicator(
+    settings: LedSettings, *, now: Callable[[], float] = time.monotonic
+) -> Indicator:
+    """The state -> pattern chooser with the room's overrides and timeouts."""
+    return Indicator(
+        overrides=settings.patterns,
+        timeouts_s=settings.timeouts,
+        ceiling_s=settings.timeout_s,
+        default=settings.default_pattern,
+        now=now,
+    )
+
+
+def resolve_button(leds: LedSettings, button: ButtonSettings) -> ButtonSettings:
+    """The button settings with the HAT's button filled in where the config leaves them unset.
+
+    `enabled` unset means "if the HAT has a button"; an unset `pin` or `pull_up` takes the
+    HAT's. The result always has `enabled` set.
+    """
+    if button.enabled is False:
+        return button
+    hat_button = load_hat(leds.hat, leds.hats_dir).button
+    given = button.model_fields_set
+    update: dict[str, Any] = {"enabled": button.enabled or hat_button is not None}
+    if hat_button is not None:
+        update |= {k: getattr(hat_button, k) for k in ("pin", "pull_up") if k not in given}
+    return button.model_copy(update=update)
+
+
+def cycle_patterns(
+    animator: LedAnimator,
+    seconds_each: float,
+    on_step: Callable[[str], None],
+    *,
+    wait: Callable[[float], None] = time.sleep,
+) -> list[str]:
+    """Show every pattern in turn for `seconds_each` (for `satellite led-test`), then idle."""
+    shown = []
+    for name in PATTERNS:
+        animator.set_pattern(name)
+        on_step(name)
+        wait(seconds_each)
+        shown.append(name)
+    animator.set_pattern(IDLE)
+    return shown

@@ -1,0 +1,198 @@
+"""LED patterns: named animations over time, and which one a state shows. Knows nothing of pins."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+log = logging.getLogger(__name__)
+
+RGB = tuple[float, float, float]
+"""One pixel's colour: red, green, blue, each 0..1."""
+
+Pixels = tuple[RGB, ...]
+
+IDLE = "idle"
+MUTED = "muted"
+OFFLINE = "offline"
+DEFAULT_PATTERN = "unknown"
+
+# A pulse never goes fully dark, so it reads as "breathing" rather than blinking.
+_PULSE_FLOOR = 0.15
+
+
+class Effect(Enum):
+    """How a pattern's brightness moves over time."""
+
+    OFF = "off"
+    SOLID = "solid"
+    PULSE = "pulse"
+    BLINK = "blink"
+    SPIN = "spin"
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A named animation: the colour of each of N pixels, t seconds after it started."""
+
+    name: str
+    effect: Effect
+    colour: RGB = (0.0, 0.0, 0.0)
+    period_s: float = 1.0
+
+    @property
+    def animated(self) -> bool:
+        """Whether the pixels change over time (static patterns are drawn once)."""
+        return self.effect in (Effect.PULSE, Effect.BLINK, Effect.SPIN)
+
+    def render(self, t: float, count: int) -> Pixels:
+        """The colours of `count` pixels at `t` seconds since the pattern started."""
+        phase = (t / self.period_s) % 1.0
+        if self.effect is Effect.SPIN:
+            return tuple(_scale(self.colour, _spin_level(i, phase, count)) for i in range(count))
+        return (_scale(self.colour, _level(self.effect, phase)),) * count
+
+
+def _level(effect: Effect, phase: float) -> float:
+    if effect is Effect.OFF:
+        return 0.0
+    if effect is Effect.PULSE:
+        return _PULSE_FLOOR + (1.0 - _PULSE_FLOOR) * (0.5 + 0.5 * math.cos(2 * math.pi * phase))
+    if effect is Effect.BLINK:
+        return 1.0 if phase < 0.5 else 0.0
+    return 1.0
+
+
+def _spin_level(index: int, phase: float, count: int) -> float:
+    # A bright head goes round the ring once per period with a tail half the ring long.
+    head = phase * count
+    behind = (head - index) % count
+    return max(0.0, 1.0 - behind / max(1.0, count / 2))
+
+
+def _scale(colour: RGB, level: float) -> RGB:
+    red, green, blue = colour
+    return (red * level, green * level, blue * level)
+
+
+PATTERNS: Mapping[str, Pattern] = {
+    pattern.name: pattern
+    for pattern in (
+        Pattern(IDLE, Effect.OFF),
+        Pattern("wake_detected", Effect.SOLID, (1.0, 1.0, 1.0)),
+        Pattern("listening", Effect.PULSE, (0.0, 0.3, 1.0), period_s=2.0),
+        Pattern("processing", Effect.SPIN, (0.0, 0.8, 1.0), period_s=1.0),
+        Pattern("responding", Effect.PULSE, (0.0, 1.0, 0.3), period_s=1.5),
+        Pattern("attentive", Effect.SOLID, (0.0, 0.15, 0.6)),
+        Pattern(MUTED, Effect.SOLID, (0.6, 0.0, 0.0)),
+        Pattern("error", Effect.BLINK, (1.0, 0.0, 0.0), period_s=1.0),
+        Pattern(OFFLINE, Effect.PULSE, (1.0, 0.35, 0.0), period_s=4.0),
+        Pattern(DEFAULT_PATTERN, Effect.PULSE, (0.6, 0.6, 0.6), period_s=3.0),
+    )
+}
+"""Every pattern by name, in the order `satellite led-test` shows them."""
+
+DEFAULT_STATE_PATTERNS: Mapping[str, str] = {
+    name: name for name in PATTERNS if name != DEFAULT_PATTERN
+}
+"""State -> pattern before overrides: each known state has the pattern of the same name."""
+
+DEFAULT_TIMEOUTS_S: Mapping[str, float] = {
+    "wake_detected": 10.0,
+    "listening": 30.0,
+    "processing": 30.0,
+    "responding": 60.0,
+    "attentive": 20.0,
+    "error": 10.0,
+    DEFAULT_PATTERN: 30.0,
+}
+"""Seconds a session pattern lasts without a new state before idle shows again."""
+
+FALLBACK_TIMEOUT_S = 30.0
+"""Timeout of a session pattern with no entry above (a state mapped to `muted`, say)."""
+
+
+def check_pattern(name: str) -> str:
+    """`name` if it is a known pattern, else ValueError listing the known ones."""
+    if name not in PATTERNS:
+        raise ValueError(f"unknown LED pattern {name!r}; known: {', '.join(PATTERNS)}")
+    return name
+
+
+class Indicator:
+    """Chooses the pattern to show from the session state and the muted/offline conditions.
+
+    Priority: muted > offline > the last session state. Muted wins because it is a promise
+    to the room (nothing is listening); offline beats session patterns because while the
+    broker is gone nothing said reaches the assistant, so "listening" would mislead. Every
+    session pattern other than idle's returns to idle after its timeout; the muted and
+    offline conditions last as long as they hold. Not thread-safe: one thread (the control
+    thread) owns it.
+    """
+
+    def __init__(
+        self,
+        *,
+        overrides: Mapping[str, str] | None = None,
+        timeouts_s: Mapping[str, float] | None = None,
+        ceiling_s: float = 120.0,
+        default: str = DEFAULT_PATTERN,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._states = {**DEFAULT_STATE_PATTERNS, **(overrides or {})}
+        self._timeouts = {**DEFAULT_TIMEOUTS_S, **(timeouts_s or {})}
+        for name in [*self._states.values(), *self._timeouts, default]:
+            check_pattern(name)
+        self._ceiling_s = ceiling_s
+        self._default = default
+        self._now = now
+        self._session: tuple[str, float] | None = None  # (pattern, deadline)
+        self.muted = False
+        self.offline = False
+
+    def pattern_for(self, state: str) -> str:
+        """The pattern a state maps to (overrides first; unknown states get the default)."""
+        return self._states.get(state, self._default)
+
+    def timeout_for(self, pattern: str) -> float:
+        """Seconds `pattern` lasts as a session pattern, capped by the ceiling."""
+        return min(self._timeouts.get(pattern, FALLBACK_TIMEOUT_S), self._ceiling_s)
+
+    def show(self, state: str, source: str | None = None) -> None:
+        """A new session state (from the gateway or the satellite itself)."""
+        pattern = self.pattern_for(state)
+        log.debug("state %r from %s -> pattern %s", state, source or "?", pattern)
+        if pattern == self.pattern_for(IDLE):
+            self._session = None
+        else:
+            self._session = (pattern, self._now() + self.timeout_for(pattern))
+
+    def set_offline(self, offline: bool) -> None:
+        """The broker connection went down (True) or came back (False)."""
+        self.offline = offline
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute switched on or off."""
+        self.muted = muted
+
+    def tick(self) -> str:
+        """Apply timeouts and return the pattern to show now."""
+        if self._session is not None and self._now() >= self._session[1]:
+            log.debug("pattern %s timed out; back to idle", self._session[0])
+            self._session = None
+        return self.current
+
+    @property
+    def current(self) -> str:
+        """The pattern to show (as of the last `tick()` for timeouts)."""
+        if self.muted:
+            return self.pattern_for(MUTED)
+        if self.offline:
+            return self.pattern_for(OFFLINE)
+        if self._session is not None:
+            return self._session[0]
+        return self.pattern_for(IDLE)

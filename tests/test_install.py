@@ -1,0 +1,451 @@
+"""install.sh lays down the real file tree into a root, idempotently, and removes it again."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from satellite.config import load_settings
+from satellite.leds.hats import SYSTEM_HATS_DIR, load_hat
+from tests.support.broker import Broker
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALL = ROOT / "install.sh"
+FIRMWARE = ROOT / "firmware-config"
+STOCK_CONFIG_TXT = "# stock Raspberry Pi OS lines\n[pi4]\narm_boost=1\n"
+# The names --hat accepts: the profiles, and none.
+HATS = sorted({path.stem for path in (FIRMWARE / "hats").glob("*.toml")} | {"none"})
+
+
+def run_install(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(INSTALL), *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def install_ok(*args: str | Path) -> str:
+    done = run_install(*args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    """A root with the one file install.sh edits rather than owns: config.txt."""
+    root = tmp_path / "image"
+    (root / "boot/firmware").mkdir(parents=True)
+    (root / "boot/firmware/config.txt").write_text(STOCK_CONFIG_TXT)
+    return root
+
+
+@pytest.fixture
+def salon(image: Path) -> Path:
+    install_ok("--root", image, "--room", "salon", "--hat", "respeaker-2mic")
+    return image
+
+
+def files_in(root: Path) -> set[str]:
+    """Every file and symlink under root, relative; empty directories are not listed."""
+    return {
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() or path.is_symlink()
+    }
+
+
+def tree_digest(root: Path) -> str:
+    """Paths, types, modes, mtimes, contents and link targets: any change shows."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        digest.update(f"{path.relative_to(root)} {info.st_mode:o} {info.st_mtime_ns}\n".encode())
+        if path.is_symlink():
+            digest.update(os.readlink(path).encode())
+        elif path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def manifest(root: Path) -> list[str]:
+    return (root / "var/lib/satellite/install-manifest").read_text().splitlines()
+
+
+def test_root_install_lays_down_the_tree(salon: Path) -> None:
+    assert files_in(salon) == {
+        "boot/firmware/config.txt",
+        "etc/alsa/conf.d/60-satellite.conf",
+        "etc/satellite/salon.toml",
+        "etc/systemd/system/satellite@.service",
+        "etc/systemd/system/multi-user.target.wants/satellite@salon.service",
+        "etc/sysusers.d/satellite.conf",
+        "etc/tmpfiles.d/satellite.conf",
+        "opt/satellite/README.md",
+        *(f"usr/share/satellite/hats/{hat}.toml" for hat in HATS if hat != "none"),
+        "var/lib/satellite/install-manifest",
+    }
+    assert (salon / "var/lib/satellite/models").is_dir()
+    unit = salon / "etc/systemd/system/satellite@.service"
+    assert unit.read_bytes() == (ROOT / "systemd/satellite@.service").read_bytes()
+    wants = salon / "etc/systemd/system/multi-user.target.wants/satellite@salon.service"
+    assert os.readlink(wants) == "/etc/systemd/system/satellite@.service"
+    alsa = (salon / "etc/alsa/conf.d/60-satellite.conf").read_bytes()
+    assert alsa == (FIRMWARE / "alsa/respeaker-2mic.conf").read_bytes()
+
+
+def test_root_install_writes_the_room_config(salon: Path) -> None:
+    path = salon / "etc/satellite/salon.toml"
+    data = tomllib.loads(path.read_text())
+    assert data["room_id"] == "salon"
+    assert data["leds"] == {"hat": "respeaker-2mic"}
+    assert load_settings(path).leds.hat == "respeaker-2mic"
+    assert data["audio"]["device"] == "satellite_mic"
+    assert data["mqtt"] == {"host": "127.0.0.1", "port": 1883, "tls": False}
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert load_settings(path).room_id == "salon"
+
+
+def test_root_install_appends_the_hat_lines_to_config_txt_once(salon: Path) -> None:
+    text = (salon / "boot/firmware/config.txt").read_text()
+    assert text.startswith(STOCK_CONFIG_TXT)
+    block = text[len(STOCK_CONFIG_TXT) :].splitlines()
+    assert block[0].startswith("# >>> satellite") and block[-1] == "# <<< satellite <<<"
+    assert block[1] == "[all]"
+    assert "dtparam=spi=on" in block
+    assert "dtoverlay=wm8960-soundcard,alsaname=seeed-2mic-voicecard" in block
+
+
+def test_root_install_records_what_it_installed(salon: Path) -> None:
+    assert manifest(salon) == [
+        "block /boot/firmware/config.txt",
+        "config /etc/satellite/salon.toml",
+        "dir /var/lib/satellite/models",
+        "file /etc/alsa/conf.d/60-satellite.conf",
+        "file /etc/systemd/system/satellite@.service",
+        "file /etc/sysusers.d/satellite.conf",
+        "file /etc/tmpfiles.d/satellite.conf",
+        "file /opt/satellite/README.md",
+        *(f"file /usr/share/satellite/hats/{hat}.toml" for hat in HATS if hat != "none"),
+        "purge-dir /etc/satellite",
+        "purge-dir /var/lib/satellite",
+        "unit satellite@salon.service",
+        "user satellite",
+    ]
+
+
+def _ids(path: Path) -> dict[str, list[str]]:
+    return {line.split(":")[0]: line.split(":") for line in path.read_text().splitlines()}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="systemd-tmpfiles chowns: needs root")
+def test_first_boot_creates_the_user_groups_and_permissions(salon: Path) -> None:
+    # What systemd-sysusers.service and systemd-tmpfiles-setup.service do at boot, on a
+    # plain Debian that has an audio group but no gpio or spi.
+    (salon / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (salon / "etc/group").write_text("root:x:0:\naudio:x:29:\n")
+    for tool in ("systemd-sysusers", "systemd-tmpfiles --create"):
+        done = subprocess.run(
+            [*tool.split(), f"--root={salon}"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+    user = _ids(salon / "etc/passwd")["satellite"]
+    groups = _ids(salon / "etc/group")
+    assert user[6] == "/usr/sbin/nologin" and int(user[2]) < 1000
+    for group in ("audio", "gpio", "spi"):
+        assert groups[group][3].split(",") == ["satellite"], group
+    state = (salon / "var/lib/satellite").stat()
+    assert (state.st_uid, state.st_mode & 0o777) == (int(user[2]), 0o750)
+    config = (salon / "etc/satellite/salon.toml").stat()
+    satellite_gid = int(groups["satellite"][2])
+    assert (config.st_uid, config.st_gid, config.st_mode & 0o777) == (0, satellite_gid, 0o640)
+    models = (salon / "var/lib/satellite/models").stat()
+    assert (models.st_uid, models.st_mode & 0o777) == (0, 0o755)
+
+
+def test_second_run_changes_nothing(salon: Path) -> None:
+    before = tree_digest(salon)
+    install_ok("--root", salon, "--room", "salon", "--hat", "respeaker-2mic")
+    assert tree_digest(salon) == before
+
+
+def test_existing_config_is_never_overwritten(salon: Path) -> None:
+    config = salon / "etc/satellite/salon.toml"
+    config.write_text('room_id = "salon"\n# mine\n')
+    out = install_ok("--root", salon, "--room", "salon", "--broker", "mqtt://elsewhere")
+    assert config.read_text() == 'room_id = "salon"\n# mine\n'
+    assert "keeping /etc/satellite/salon.toml" in out
+
+
+def test_changing_the_hat_replaces_its_files(salon: Path) -> None:
+    install_ok("--root", salon, "--room", "salon", "--hat", "none")
+    assert not (salon / "etc/alsa/conf.d/60-satellite.conf").exists()
+    assert (salon / "boot/firmware/config.txt").read_text() == STOCK_CONFIG_TXT
+
+
+def test_uninstall_removes_what_it_installed_and_keeps_the_config(salon: Path) -> None:
+    config = (salon / "etc/satellite/salon.toml").read_bytes()
+    install_ok("--root", salon, "--uninstall")
+    assert files_in(salon) == {
+        "boot/firmware/config.txt",
+        "etc/satellite/salon.toml",
+        "var/lib/satellite/install-manifest",
+    }
+    assert (salon / "etc/satellite/salon.toml").read_bytes() == config
+    assert (salon / "boot/firmware/config.txt").read_text() == STOCK_CONFIG_TXT
+    assert not (salon / "var/lib/satellite/models").exists()
+    assert "unit satellite@salon.service" not in manifest(salon)
+
+
+def test_uninstall_purge_removes_the_config_too(salon: Path) -> None:
+    install_ok("--root", salon, "--uninstall", "--purge")
+    assert files_in(salon) == {"boot/firmware/config.txt"}
+    assert not (salon / "etc/satellite").exists()
+    assert not (salon / "var/lib/satellite").exists()
+
+
+def test_purge_after_uninstall_still_finds_the_config(salon: Path) -> None:
+    install_ok("--root", salon, "--uninstall")
+    install_ok("--root", salon, "--uninstall", "--purge")
+    assert files_in(salon) == {"boot/firmware/config.txt"}
+
+
+def test_uninstall_then_install_gives_the_same_tree(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    install_ok("--root", first, "--room", "salon", "--hat", "respeaker-4mic")
+    install_ok("--root", second, "--room", "salon", "--hat", "respeaker-2mic")
+    install_ok("--root", second, "--uninstall", "--purge")
+    install_ok("--root", second, "--room", "salon", "--hat", "respeaker-4mic")
+    assert files_in(first) == files_in(second)
+
+
+@pytest.mark.parametrize("room", ["a/b", "sal+on", "sal#on", "", "-x", "living room"])
+def test_bad_room_fails_with_one_line(tmp_path: Path, room: str) -> None:
+    done = run_install("--root", tmp_path / "image", "--room", room)
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "--room" in done.stderr, done.stderr
+    assert files_in(tmp_path / "image") == set()
+
+
+def test_unknown_hat_fails_with_one_line(tmp_path: Path) -> None:
+    done = run_install("--root", tmp_path / "image", "--room", "salon", "--hat", "respeaker-9mic")
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "--hat 'respeaker-9mic'" in done.stderr
+    assert "respeaker-2mic" in done.stderr
+    assert files_in(tmp_path / "image") == set()
+
+
+@pytest.mark.parametrize(
+    "broker",
+    ["http://host", "mqtt://", "mqtt://user:secret@host", "mqtt://host:70000", "mqtt://ho st"],
+)
+def test_bad_broker_fails_with_one_line(tmp_path: Path, broker: str) -> None:
+    done = run_install("--root", tmp_path / "image", "--room", "salon", "--broker", broker)
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "--broker" in done.stderr, done.stderr
+    assert "secret" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("broker", "expected"),
+    [
+        ("mqtt://10.0.0.5", {"host": "10.0.0.5", "port": 1883, "tls": False}),
+        ("mqtt://broker.lan:1884", {"host": "broker.lan", "port": 1884, "tls": False}),
+        ("mqtts://[fd00::5]", {"host": "fd00::5", "port": 8883, "tls": True}),
+        (
+            "mqtts://satellite-salon@broker.lan",
+            {
+                "host": "broker.lan",
+                "port": 8883,
+                "tls": True,
+                "username": "satellite-salon",
+                "password_file": "/etc/satellite/salon.password",
+            },
+        ),
+    ],
+)
+def test_broker_url_goes_into_the_config(
+    tmp_path: Path, broker: str, expected: dict[str, object]
+) -> None:
+    out = install_ok("--root", tmp_path, "--room", "salon", "--broker", broker)
+    config = tmp_path / "etc/satellite/salon.toml"
+    assert tomllib.loads(config.read_text())["mqtt"] == expected
+    assert load_settings(config).mqtt.host == expected["host"]
+    assert ("salon.password" in out) == ("username" in expected)
+
+
+@pytest.mark.parametrize("hat", HATS)
+def test_every_hat_gives_a_valid_config(tmp_path: Path, hat: str) -> None:
+    install_ok("--root", tmp_path, "--room", "salon", "--hat", hat)
+    settings = load_settings(tmp_path / "etc/satellite/salon.toml")
+    expected = "satellite_mic" if (FIRMWARE / f"alsa/{hat}.conf").exists() else "default"
+    assert settings.audio.device == expected
+    # The installed package finds the profile where install.sh put it.
+    profile = load_hat(settings.leds.hat, tmp_path / "usr/share/satellite/hats")
+    assert profile.name == hat
+
+
+def test_hats_are_the_four_of_the_readme() -> None:
+    assert set(HATS) >= {"respeaker-2mic", "respeaker-4mic", "gpio-led", "none"}
+    assert str(SYSTEM_HATS_DIR) == "/usr/share/satellite/hats"  # where install.sh puts them
+    for name in ("alsa", "boot"):
+        stems = {path.stem for path in (FIRMWARE / name).iterdir()}
+        assert stems <= set(HATS), f"firmware-config/{name} has files for unknown HATs"
+
+
+@pytest.mark.parametrize("path", sorted((FIRMWARE / "rooms").glob("*.toml")), ids=lambda p: p.name)
+def test_room_example_is_valid(path: Path) -> None:
+    settings = load_settings(path)
+    hat = settings.leds.hat
+    assert load_hat(hat, FIRMWARE / "hats").name == hat
+    if (FIRMWARE / f"alsa/{hat}.conf").exists():
+        assert settings.audio.device == "satellite_mic"
+
+
+@pytest.mark.parametrize("path", sorted((FIRMWARE / "alsa").glob("*.conf")), ids=lambda p: p.name)
+def test_asound_snippet_defines_satellite_mic(tmp_path: Path, path: Path) -> None:
+    # alsa-lib parses it as a user's ~/.asoundrc; opening it reaches the HAT's card, absent here.
+    shutil.copy(path, tmp_path / ".asoundrc")
+    env = {**os.environ, "HOME": str(tmp_path)}
+    listed = subprocess.run(
+        ["arecord", "-L"], env=env, capture_output=True, text=True, timeout=10, check=False
+    )
+    assert "ALSA lib" not in listed.stderr, listed.stderr
+    assert "satellite_mic\n" in listed.stdout
+    opened = subprocess.run(
+        ["arecord", "-D", "satellite_mic", "-f", "S16_LE", "-r", "16000", "-c", "1", "-d", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    card = "seeed2micvoicec" if "2mic" in path.name else "seeed4micvoicec"
+    assert f"Cannot get card index for {card}" in opened.stderr, opened.stderr
+
+
+def test_install_sh_is_shellcheck_clean() -> None:
+    done = subprocess.run(
+        ["shellcheck", str(INSTALL)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_help_lists_every_option() -> None:
+    done = run_install("--help")
+    assert done.returncode == 0
+    for option in ("--room", "--broker", "--hat", "--root", "--dev", "--uninstall", "--purge"):
+        assert option in done.stdout
+
+
+class _Client:
+    """A paho MQTT v5 client on the broker as `username`; records the topics it receives."""
+
+    def __init__(self, broker: Broker, username: str) -> None:
+        self._topics: list[str] = []
+        self._changed = threading.Condition()
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5
+        )
+        self._client.username_pw_set(username)
+        # on_message runs on paho's network thread; it only touches state under _changed.
+        self._client.on_message = self._on_message
+        self._client.connect(broker.host, broker.port)
+        self._client.loop_start()
+
+    def subscribe_all(self) -> None:
+        info = self._client.subscribe("v1/voice_assistant/#", qos=1)
+        assert info[0] == mqtt.MQTT_ERR_SUCCESS
+
+    def publish(self, topics: list[str], marker: str) -> None:
+        """Publish to each topic, then to `marker`, in order, at QoS 1."""
+        for topic in [*topics, marker]:
+            self._client.publish(topic, b"{}", qos=1).wait_for_publish(timeout=5)
+
+    def received_until(self, marker: str) -> set[str]:
+        with self._changed:
+            assert self._changed.wait_for(lambda: marker in self._topics, timeout=5)
+            return set(self._topics) - {marker}
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        with self._changed:
+            self._topics.append(message.topic)
+            self._changed.notify_all()
+
+
+@pytest.fixture
+def acl_clients(tmp_path: Path) -> Iterator[tuple[_Client, _Client]]:
+    """The gateway and the salon satellite on a mosquitto that uses acl.example."""
+    acl = FIRMWARE / "mosquitto/acl.example"
+    with Broker(tmp_path / "broker", extra_config=f"acl_file {acl}") as broker:
+        gateway = _Client(broker, "gateway")
+        salon = _Client(broker, "satellite-salon")
+        try:
+            gateway.subscribe_all()
+            salon.subscribe_all()
+            yield gateway, salon
+        finally:
+            salon.close()
+            gateway.close()
+
+
+SALON = "v1/voice_assistant/room/salon"
+KITCHEN = "v1/voice_assistant/room/kitchen"
+
+
+def test_acl_example_lets_the_salon_satellite_publish_only_its_own_topics(
+    acl_clients: tuple[_Client, _Client],
+) -> None:
+    gateway, salon = acl_clients
+    allowed = {
+        f"{SALON}/session/s1/state",
+        f"{SALON}/session/s1/transcript/interim",
+        f"{SALON}/session/s1/transcript/final",
+    }
+    denied = {
+        f"{SALON}/session/s1/overlay_hint",
+        f"{SALON}/satellite/pi-salon/command",
+        f"{KITCHEN}/session/s1/state",
+        f"{KITCHEN}/satellite/pi-salon/status",
+        "v1/voice_assistant/other",
+    }
+    marker = f"{SALON}/satellite/pi-salon/status"
+    salon.publish(sorted(allowed | denied), marker)
+    assert gateway.received_until(marker) == allowed
+
+
+def test_acl_example_lets_the_salon_satellite_read_only_its_room(
+    acl_clients: tuple[_Client, _Client],
+) -> None:
+    gateway, salon = acl_clients
+    allowed = {f"{SALON}/session/s1/state", f"{SALON}/session/s1/overlay_hint"}
+    denied = {
+        f"{SALON}/session/s1/transcript/final",
+        f"{SALON}/satellite/pi-salon/status",
+        f"{KITCHEN}/session/s1/state",
+        f"{KITCHEN}/session/s1/overlay_hint",
+        f"{KITCHEN}/satellite/pi-kitchen/command",
+    }
+    marker = f"{SALON}/satellite/pi-salon/command"
+    gateway.publish(sorted(allowed | denied), marker)
+    assert salon.received_until(marker) == allowed
