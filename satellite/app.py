@@ -1,69 +1,69 @@
-"""Wires the boundaries together: microphone -> session machine -> MQTT."""
+"""Wires the boundaries together: microphone -> session machine -> MQTT, LEDs and button."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 from satellite import __version__
 from satellite.assemble import build_machine, build_outbox, client_id
 from satellite.audio import Capture, FrameAssembler
+from satellite.button import MuteButton
 from satellite.config import Settings
-from satellite.contracts import StatusMessage, now_ms
+from satellite.contracts import StatusCounters, StatusMessage, now_ms
+from satellite.control import (
+    ButtonPressed,
+    ConnectionChanged,
+    Controller,
+    Counters,
+    FollowUp,
+    MqttMessage,
+    RoomView,
+    SessionEvent,
+    SessionRequest,
+)
 from satellite.frames import Frame
+from satellite.leds import LedAnimator, build_indicator, build_leds, resolve_button
 from satellite.mqtt import MqttLink
-from satellite.outbox import Outbox, Outgoing
-from satellite.session import Event, Final, SessionMachine, WakeDetected
+from satellite.session import Event, Final, Listening, SessionMachine, WakeDetected
+from satellite.state_store import MuteStore
 from satellite.topics import SatelliteTopic
 
 log = logging.getLogger(__name__)
 
 
-def status_payload(settings: Settings, *, online: bool) -> bytes:
-    """The retained status message: `online: true` on connect, `online: false` as last will."""
-    return StatusMessage(
-        online=online,
-        room_id=settings.room_id,
-        satellite_id=settings.satellite_id,
-        timestamp=now_ms(),
-        version=__version__,
-    ).to_json()
-
-
 def log_event(event: Event) -> None:
-    """One lifecycle line per session event (never per frame)."""
+    """One lifecycle line per session event (never per frame), with journal fields."""
+    fields: dict[str, str] = {"SESSION_ID": event.session_id}
+    if isinstance(event, Listening | Final):
+        fields["UTT_ID"] = event.utt_id
     if isinstance(event, WakeDetected):
-        log.info(
-            "wake word %s (score %.2f): session %s", event.wake_word, event.score, event.session_id
-        )
+        log.info("wake word %s (score %.2f)", event.wake_word, event.score, extra=fields)
     elif isinstance(event, Final):
-        log.info(
-            "final transcript: %d words, confidence %.2f",
-            len(event.transcript.words),
-            event.transcript.confidence,
-        )
-        log.debug("final text: %s", event.transcript.text)
+        words, confidence = len(event.transcript.words), event.transcript.confidence
+        log.info("final transcript: %d words, confidence %.2f", words, confidence, extra=fields)
     else:
-        log.debug("event %s", event)
+        log.debug("%s", event, extra=fields)
 
 
 class Pipeline:
-    """The pipeline thread: capture queue -> frames -> session machine -> sinks."""
+    """The pipeline thread: capture queue -> frames -> session machine -> `on_event`.
+
+    Other threads change the session only through `request()`, applied between frames.
+    """
 
     def __init__(
-        self,
-        *,
-        capture: Capture,
-        machine: SessionMachine,
-        outbox: Outbox,
-        send: Callable[[Outgoing], None],
+        self, *, capture: Capture, machine: SessionMachine, on_event: Callable[[Event], None]
     ) -> None:
         self.capture = capture
         self.machine = machine
-        self.outbox = outbox
-        self.send = send
+        self.on_event = on_event
         self.frames_processed = 0
+        self._requests: queue.SimpleQueue[SessionRequest] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
 
@@ -71,24 +71,35 @@ class Pipeline:
         """Start consuming the capture queue."""
         self._thread.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def request(self, change: SessionRequest) -> None:
+        """Apply `change` to the session machine on the pipeline thread (from any thread)."""
+        self._requests.put(change)
+
+    def stop(self, timeout: float = 1.0) -> None:
         """Ask the thread to stop and wait (bounded) for it."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        settings = self.capture.settings
         assembler = FrameAssembler(
-            rate=self.capture.rate,
-            channels=self.capture.settings.channels,
-            channel=self.capture.settings.channel,
+            rate=self.capture.rate, channels=settings.channels, channel=settings.channel
         )
         while not self._stop.is_set():
-            chunk = self.capture.read(timeout=0.25)
-            if chunk is None:
-                continue
-            for frame in assembler.push(chunk):
-                self._process(frame)
+            self._apply_requests()
+            chunk = self.capture.read(timeout=0.1)
+            if chunk is not None:
+                for frame in assembler.push(chunk):
+                    self._process(frame)
+
+    def _apply_requests(self) -> None:
+        while True:
+            try:
+                change = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            self._emit(change(self.machine))
 
     def _process(self, frame: Frame) -> None:
         try:
@@ -97,70 +108,159 @@ class Pipeline:
             log.exception("processing a frame failed; continuing")
             return
         self.frames_processed += 1
+        self._emit(events)
+
+    def _emit(self, events: list[Event]) -> None:
         for event in events:
-            log_event(event)
-            for outgoing in self.outbox.messages(event):
-                self.send(outgoing)
+            self.on_event(event)
 
 
 class Satellite:
-    """The running daemon: owns the MQTT link, the microphone and the pipeline thread."""
+    """One room's satellite: models are loaded on construction, devices opened by `start()`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, pin_factory: Any = None) -> None:
         self.settings = settings
+        self.pin_factory = pin_factory
+        self.started = time.monotonic()
         self.outbox = build_outbox(settings)
-        status_topics = self.outbox.topics.satellite(SatelliteTopic.STATUS)
-        # MQTT allows one will: it goes to the primary tree (v1 when dual publishing).
-        self.link = MqttLink(
-            settings.mqtt,
-            client_id=client_id(settings),
-            will=(status_topics[0], status_payload(settings, online=False)),
-        )
         self.machine = build_machine(settings)
         self.capture = Capture(settings.audio)
-        self.pipeline: Pipeline | None = None
+        self.pipeline = Pipeline(
+            capture=self.capture, machine=self.machine, on_event=self._on_event
+        )
+        self.mute_store = MuteStore(settings.state_dir / f"{settings.room_id}.mute.json")
+        self.leds: LedAnimator | None = None
+        self.button: MuteButton | None = None
+        self.controller: Controller | None = None
+        self.link = self._make_link()
+        self.last_wake: float | None = None
+
+    def _make_link(self) -> MqttLink:
+        topics = self.outbox.topics
+        # MQTT allows one will: it goes to the primary tree (v1 when dual publishing).
+        will = (topics.satellite(SatelliteTopic.STATUS)[0], self._status(None, online=False))
+        return MqttLink(
+            self.settings.mqtt,
+            client_id=client_id(self.settings),
+            will=will,
+            subscriptions=topics.subscriptions(),
+            on_message=lambda topic, payload: self._submit(MqttMessage(topic, payload)),
+            on_connection_change=lambda up: self._submit(ConnectionChanged(up)),
+        )
 
     def start(self) -> None:
-        """Open the microphone, start processing, connect (in the background)."""
+        """Open the microphone and GPIO, start processing, connect (in the background)."""
         self.capture.open()
-        self.pipeline = Pipeline(
-            capture=self.capture, machine=self.machine, outbox=self.outbox, send=self._send
-        )
+        self.leds = build_leds(self.settings.leds, pin_factory=self.pin_factory)
+        self.controller = self._make_controller(self.leds)
+        self.controller.start()
         self.pipeline.start()
-        # `online: true` is only announced once the microphone is open and models are loaded.
-        for topic in self.outbox.topics.satellite(SatelliteTopic.STATUS):
-            self.link.set_birth(topic, status_payload(self.settings, online=True))
+        self.button = self._make_button()
         self.link.start()
-        log.info(
-            "satellite %s listening in room %s", self.settings.satellite_id, self.settings.room_id
+        wake = self.settings.wake
+        log.info("wake models %s, wake threshold %g", ", ".join(wake.models), wake.threshold)
+        log.info("listening in room %s as %s", self.settings.room_id, self.settings.satellite_id)
+
+    def _make_controller(self, leds: LedAnimator) -> Controller:
+        followup = self.settings.followup
+        return Controller(
+            topics=self.outbox.topics,
+            source=self.outbox.source,
+            indicator=build_indicator(self.settings.leds),
+            leds=leds,
+            request_session=self.pipeline.request,
+            on_change=self._publish_status,
+            save_mute=self.mute_store.save,
+            muted=self.mute_store.load(),
+            follow_up=FollowUp(followup.enabled, followup.no_speech_timeout_s),
+            max_payload_bytes=self.settings.mqtt.max_payload_bytes,
         )
 
-    def _send(self, outgoing: Outgoing) -> None:
-        self.link.publish(outgoing.topic, outgoing.message.to_json(), qos=outgoing.qos)
+    def _make_button(self) -> MuteButton | None:
+        button = resolve_button(self.settings.leds, self.settings.button)
+        if not button.enabled:
+            return None
+        return MuteButton(
+            pin=button.pin,
+            pull_up=button.pull_up,
+            bounce_s=button.bounce_s,
+            on_press=lambda: self._submit(ButtonPressed()),
+            pin_factory=self.pin_factory,
+        )
+
+    def _submit(self, item: MqttMessage | ConnectionChanged | ButtonPressed | SessionEvent) -> None:
+        if self.controller is not None:
+            self.controller.submit(item)
+
+    def _on_event(self, event: Event) -> None:
+        # Runs on the pipeline thread: publish first (latency), then tell the controller.
+        if isinstance(event, WakeDetected):
+            self.last_wake = time.time()
+        log_event(event)
+        for outgoing in self.outbox.messages(event):
+            self.link.publish(outgoing.topic, outgoing.message.to_json(), qos=outgoing.qos)
+        self._submit(SessionEvent(event))
+
+    def _status(
+        self, view: RoomView | None, *, online: bool, counters: Counters | None = None
+    ) -> bytes:
+        return StatusMessage(
+            online=online,
+            room_id=self.settings.room_id,
+            satellite_id=self.settings.satellite_id,
+            timestamp=now_ms(),
+            version=__version__,
+            state=None if view is None else view.state,
+            muted=None if view is None else view.muted,
+            led=None if view is None else view.led,
+            uptime_s=round(time.monotonic() - self.started, 1),
+            counters=None
+            if counters is None
+            else StatusCounters(
+                invalid_messages=counters.invalid_messages,
+                dropped_frames=self.capture.dropped,
+                wake_detections=counters.wake_detections,
+                sessions=counters.sessions,
+            ),
+        ).to_json()
+
+    def _publish_status(self, view: RoomView, counters: Counters) -> None:
+        # Runs on the control thread. As the birth message it is also re-sent on reconnect.
+        payload = self._status(view, online=True, counters=counters)
+        for topic in self.outbox.topics.satellite(SatelliteTopic.STATUS):
+            self.link.set_birth(topic, payload)
+
+    @property
+    def frames_processed(self) -> int:
+        """Frames through the session machine so far (the watchdog's evidence of life)."""
+        return self.pipeline.frames_processed
+
+    def status_line(self) -> str:
+        """One human line for systemd's STATUS=."""
+        device = self.capture.device.name if self.capture.device else self.settings.audio.device
+        broker = "connected" if self.link.connected else "connecting"
+        wake = (
+            time.strftime("%H:%M:%S", time.localtime(self.last_wake)) if self.last_wake else "never"
+        )
+        view = self.controller.view if self.controller else None
+        muted = " (muted)" if view is not None and view.muted else ""
+        return (
+            f"room {self.settings.room_id}{muted}; mic {device!r} at {self.capture.rate} Hz; "
+            f"broker {self.settings.mqtt.host}:{self.settings.mqtt.port} {broker}; last wake {wake}"
+        )
 
     def close(self) -> None:
-        """Stop processing, say goodbye on the status topic, release everything."""
-        if self.pipeline is not None:
-            self.pipeline.stop()
+        """Stop everything, say `online: false` on the status topic, release devices."""
+        if self.button is not None:
+            self.button.close()
+        self.pipeline.stop()
         self.capture.close()
+        if self.controller is not None:
+            self.controller.close()
+        if self.leds is not None:
+            self.leds.close()
         if self.link.connected:
+            payload = self._status(None, online=False)
             for topic in self.outbox.topics.satellite(SatelliteTopic.STATUS):
-                self.link.publish_wait(
-                    topic,
-                    status_payload(self.settings, online=False),
-                    qos=1,
-                    retain=True,
-                    timeout=1.0,
-                )
+                self.link.publish_wait(topic, payload, qos=1, retain=True, timeout=0.5)
         self.link.close()
-
-
-def run(settings: Settings, stop: threading.Event) -> None:
-    """Run until `stop` is set (by a signal handler at the entry point)."""
-    satellite = Satellite(settings)
-    try:
-        satellite.start()
-        stop.wait()
-        log.info("stopping")
-    finally:
-        satellite.close()

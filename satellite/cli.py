@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
+import os
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from satellite import __version__
 from satellite.config import EX_CONFIG, ModelsSettings, Settings, load_settings
@@ -64,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
-        return _run(load_settings(args.config))
+        return _run(args.config, verbose=args.verbose, quiet=args.quiet)
     if args.command == "simulate":
         return _simulate(load_settings(args.config), args.wavs, publish=args.publish)
     if args.command == "models":
@@ -74,18 +72,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(settings: Settings) -> int:
-    from satellite.app import run
+def _run(config_path: Path, *, verbose: bool, quiet: bool) -> int:
+    from satellite.daemon import Daemon
+    from satellite.logs import under_systemd
+    from satellite.systemd import Notifier
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    run(settings, stop)
-    return 0
+    settings = load_settings(config_path)
+    if under_systemd(os.environ):
+        fields = {"ROOM_ID": settings.room_id, "SATELLITE_ID": settings.satellite_id}
+        setup_logging(verbose=verbose, quiet=quiet, journal_fields=fields)
+    daemon = Daemon(
+        config_path=config_path, settings=settings, notifier=Notifier.from_environ(os.environ)
+    )
+    daemon.install_signal_handlers()
+    return daemon.run()
 
 
 def _simulate(settings: Settings, wavs: list[Path], *, publish: bool) -> int:

@@ -50,7 +50,10 @@ def room_config(
     }
     for name, values in extra.items():
         sections.setdefault(name, {}).update(values)
-    return write_config(path, sections, room_id=room_id, satellite_id=satellite_id)
+    state_dir = str(path.parent / "state")
+    return write_config(
+        path, sections, room_id=room_id, satellite_id=satellite_id, state_dir=state_dir
+    )
 
 
 class SatelliteProcess:
