@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument("--dir", type=Path, help="models directory (default: from config)")
     install.add_argument("--config", type=Path, help="room config to read models.dir from")
 
+    led = commands.add_parser("led-test", help="cycle every LED pattern on the configured LEDs")
+    led.add_argument("--config", type=Path, required=True)
+    led.add_argument("--seconds", type=float, default=2.0, help="how long each pattern shows")
+
     schema = commands.add_parser("schema", help="write the JSON Schemas of every payload")
     schema.add_argument("--out", type=Path, required=True, help="output directory")
     return parser
@@ -67,6 +71,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _simulate(load_settings(args.config), args.wavs, publish=args.publish)
     if args.command == "models":
         return _models_install(args.dir, args.config)
+    if args.command == "led-test":
+        return _led_test(load_settings(args.config), args.seconds)
     for path in write_schemas(args.out):
         print(path)
     return 0
@@ -126,3 +132,15 @@ def _models_install(directory: Path | None, config: Path | None) -> int:
     if directory is None:
         directory = load_settings(config).models.dir if config else ModelsSettings().dir
     return run_install_cli(directory, sys.stdout)
+
+
+def _led_test(settings: Settings, seconds: float) -> int:
+    from satellite.leds import build_leds, cycle_patterns
+
+    animator = build_leds(settings.leds)
+    try:
+        shown = cycle_patterns(animator, seconds, lambda name: print(f"showing {name}", flush=True))
+    finally:
+        animator.close()
+    print(f"led-test: {len(shown)} patterns on hat {settings.leds.hat!r}")
+    return 0

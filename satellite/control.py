@@ -101,7 +101,6 @@ class RoomView:
     state: SatelliteState
     muted: bool
     led: str
-    online: bool
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,6 @@ class Controller:
         self.counters = Counters()
         self.muted = muted
         self._state: SatelliteState = "muted" if muted else "idle"
-        self._online = False
         self._own_sessions: deque[str] = deque(maxlen=16)
         self._view: RoomView | None = None
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
@@ -196,7 +194,6 @@ class Controller:
         elif isinstance(item, SessionEvent):
             self._session_event(item.event)
         elif isinstance(item, ConnectionChanged):
-            self._online = item.connected
             self.indicator.set_offline(not item.connected)
         elif isinstance(item, ButtonPressed):
             self._set_muted(not self.muted, "button")
@@ -273,7 +270,7 @@ class Controller:
 
     def _refresh(self, force: bool = False) -> None:
         pattern = self.indicator.tick()
-        view = RoomView(self._state, self.muted, pattern, self._online)
+        view = RoomView(self._state, self.muted, pattern)
         counters_due = (
             self._counters_dirty_since is not None
             and time.monotonic() - self._counters_dirty_since >= 1.0

@@ -71,6 +71,8 @@ def test_gateway_state_changes_the_led_pattern_within_200_ms(
         probe.publish(
             "v1/voice_assistant/room/kitchen/session/gw-1/state", b'{"state":"processing"}'
         )
+        with pytest.raises(AssertionError):  # another room's state changes nothing
+            probe.wait_for(is_status(), 1.0, start=seen)
         sent = time.monotonic()
         probe.publish(GATEWAY_STATE, b'{"state":"processing","source":"gateway"}')
         changed = probe.wait_for(is_status(led="processing"), 2.0, start=seen)
@@ -253,3 +255,34 @@ def test_kill_9_leaves_the_last_will_and_a_restart_comes_back_online(
     with Probe(broker.host, broker.port, STATUS) as late:
         retained = late.wait_for(lambda m: True, 5.0)
         assert status_of(retained)["online"] is False and retained.retain
+
+
+def test_keep_open_opens_one_follow_up_utterance_in_the_same_session(
+    tmp_path: Path, broker: Broker, fifo_mic: FifoMic, speech_cache: Path
+) -> None:
+    config = config_for(tmp_path, broker, followup={"enabled": True, "no_speech_timeout_s": 1.5})
+    with (
+        Probe(broker.host, broker.port, f"{ROOM}/#") as probe,
+        SatelliteProcess(
+            ["run", "--config", str(config)], env=mock_env(fifo_mic), log_path=tmp_path / "log"
+        ),
+    ):
+        probe.wait_for(is_status(online=True), 30)
+        fifo_mic.feed(speak(WAKE_UTTERANCE, cache_dir=speech_cache))
+        final = probe.wait_for(lambda m: m.topic.endswith("/transcript/final"), 15.0)
+        session = final.topic.split("/")[5]
+        first_utt = json.loads(final.payload)["utt_id"]
+        mark = len(probe.received())
+        probe.publish(f"{ROOM}/session/{session}/state", b'{"state":"responding"}')
+        probe.publish(f"{ROOM}/session/{session}/overlay_hint", b'{"keep_open": true}')
+        listening = probe.wait_for(is_state("listening"), 5.0, start=mark)
+        assert listening.topic.split("/")[5] == session
+        fifo_mic.feed(speak("turn off the kitchen lights", cache_dir=speech_cache))
+        follow = probe.wait_for(lambda m: m.topic.endswith("/transcript/final"), 15.0, start=mark)
+        assert follow.topic.split("/")[5] == session
+        assert json.loads(follow.payload)["utt_id"] != first_utt
+        mark = len(probe.received())
+        probe.publish(f"{ROOM}/session/{session}/overlay_hint", b'{"keep_open": true}')
+        probe.wait_for(is_state("listening"), 5.0, start=mark)
+        idle = probe.wait_for(is_state("idle"), 5.0, start=mark)  # nothing said: own timeout
+        assert idle.topic.split("/")[5] == session

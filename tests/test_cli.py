@@ -130,3 +130,27 @@ def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "usage: satellite" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_led_test_cycles_every_pattern_on_mock_gpio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from satellite.leds import PATTERNS
+
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    config = tmp_path / "salon.toml"
+    config.write_text('room_id = "salon"\n[leds]\nhat = "respeaker-2mic"\n')
+    result = satellite("led-test", "--config", str(config), "--seconds", "0.01", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = [line.removeprefix("showing ") for line in result.stdout.splitlines()[:-1]]
+    assert shown == list(PATTERNS)
+
+
+def test_led_test_without_gpio_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    config = tmp_path / "salon.toml"
+    config.write_text('room_id = "salon"\n[leds]\nhat = "gpio-led"\n')
+    result = satellite("led-test", "--config", str(config), "--seconds", "0.01", home=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "leds" in result.stderr.splitlines()[-1]
