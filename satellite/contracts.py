@@ -108,6 +108,7 @@ class StatusMessage(Outbound):
     state: SatelliteState | None = None
     muted: bool | None = None
     led: str | None = Field(None, description="name of the LED pattern shown")
+    fault: str | None = Field(None, description="why the microphone does not work, if it does not")
     version: str | None = None
     uptime_s: float | None = Field(None, ge=0)
     counters: StatusCounters | None = None

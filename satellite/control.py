@@ -24,7 +24,15 @@ from satellite.inbound import (
     Rejected,
     parse_inbound,
 )
-from satellite.session import Event, Idle, Listening, MuteChanged, SessionMachine, WakeDetected
+from satellite.session import (
+    Event,
+    FaultChanged,
+    Idle,
+    Listening,
+    MuteChanged,
+    SessionMachine,
+    WakeDetected,
+)
 from satellite.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,8 @@ class Indicator(Protocol):
     def set_offline(self, offline: bool) -> None: ...
 
     def set_muted(self, muted: bool) -> None: ...
+
+    def set_fault(self, faulted: bool) -> None: ...
 
     def tick(self) -> str: ...
 
@@ -101,6 +111,7 @@ class RoomView:
     state: SatelliteState
     muted: bool
     led: str
+    fault: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,7 @@ class Controller:
         self.max_payload_bytes = max_payload_bytes
         self.counters = Counters()
         self.muted = muted
+        self.fault: str | None = None
         self._state: SatelliteState = "muted" if muted else "idle"
         self._own_sessions: deque[str] = deque(maxlen=16)
         self._view: RoomView | None = None
@@ -263,6 +275,10 @@ class Controller:
         elif isinstance(event, MuteChanged):
             self._state = "muted" if event.muted else "idle"
             self.indicator.set_muted(event.muted)
+        elif isinstance(event, FaultChanged):
+            self.fault = event.reason
+            self._state = "error" if event.reason else ("muted" if self.muted else "idle")
+            self.indicator.set_fault(event.reason is not None)
 
     def _mark_counters(self) -> None:
         if self._counters_dirty_since is None:
@@ -270,7 +286,7 @@ class Controller:
 
     def _refresh(self, force: bool = False) -> None:
         pattern = self.indicator.tick()
-        view = RoomView(self._state, self.muted, pattern)
+        view = RoomView(self._state, self.muted, pattern, self.fault)
         counters_due = (
             self._counters_dirty_since is not None
             and time.monotonic() - self._counters_dirty_since >= 1.0

@@ -77,7 +77,7 @@ class Daemon:
                 return satellite
 
     def _ping(self, satellite: Satellite, gate: WatchdogGate) -> None:
-        if self.notifier.watchdog_usec is not None and gate.should_ping(satellite.frames_processed):
+        if self.notifier.watchdog_usec is not None and gate.should_ping(satellite.liveness()):
             self.notifier.watchdog()
         self.notifier.status(satellite.status_line())
 

@@ -14,7 +14,16 @@ from satellite.contracts import (
     new_id,
     now_ms,
 )
-from satellite.session import Event, Final, Idle, Interim, Listening, MuteChanged, WakeDetected
+from satellite.session import (
+    Event,
+    FaultChanged,
+    Final,
+    Idle,
+    Interim,
+    Listening,
+    MuteChanged,
+    WakeDetected,
+)
 from satellite.topics import QOS, Topics, TopicType
 
 
@@ -45,18 +54,6 @@ class Outbox:
         ]
 
     def _message(self, event: Event) -> tuple[TopicType, Outbound]:
-        if isinstance(event, WakeDetected):
-            return TopicType.STATE, self._state(
-                "wake_detected", event.session_id, event.wake_word, event.score
-            )
-        if isinstance(event, Listening):
-            return TopicType.STATE, self._state("listening", event.session_id)
-        if isinstance(event, Idle):
-            return TopicType.STATE, self._state("idle", event.session_id)
-        if isinstance(event, MuteChanged):
-            return TopicType.STATE, self._state(
-                "muted" if event.muted else "idle", event.session_id
-            )
         if isinstance(event, Interim):
             return TopicType.INTERIM, TranscriptInterim(
                 text=event.text,
@@ -65,7 +62,13 @@ class Outbox:
                 message_id=new_id(),
                 utt_id=event.utt_id,
             )
-        return TopicType.FINAL, _final(event)
+        if isinstance(event, Final):
+            return TopicType.FINAL, _final(event)
+        if isinstance(event, WakeDetected):
+            return TopicType.STATE, self._state(
+                "wake_detected", event.session_id, event.wake_word, event.score
+            )
+        return TopicType.STATE, self._state(_state_name(event), event.session_id)
 
     def _state(
         self,
@@ -96,3 +99,13 @@ def _final(event: Final) -> TranscriptFinal:
         utt_id=event.utt_id,
         words=[Word(word=w.word, start=w.start, end=w.end, conf=w.conf) for w in transcript.words],
     )
+
+
+def _state_name(event: Listening | Idle | MuteChanged | FaultChanged) -> SatelliteState:
+    if isinstance(event, Listening):
+        return "listening"
+    if isinstance(event, MuteChanged):
+        return "muted" if event.muted else "idle"
+    if isinstance(event, FaultChanged) and event.reason is not None:
+        return "error"
+    return "idle"

@@ -123,6 +123,7 @@ class EndReason(Enum):
     FINAL = "final"
     NO_SPEECH = "no_speech"
     MUTED = "muted"
+    FAULT = "fault"
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,15 @@ class MuteChanged:
     muted: bool
 
 
-Event = WakeDetected | Listening | Interim | Final | Idle | MuteChanged
+@dataclass(frozen=True)
+class FaultChanged:
+    """The microphone failed (`reason`) or works again (None); under a fresh session id."""
+
+    session_id: str
+    reason: str | None
+
+
+Event = WakeDetected | Listening | Interim | Final | Idle | MuteChanged | FaultChanged
 
 
 @dataclass
@@ -201,6 +210,15 @@ class SessionMachine:
         self._preroll.clear()
         self.detector.reset()
         return [*events, MuteChanged(self.new_id(), muted)]
+
+    def set_fault(self, reason: str | None) -> list[Event]:
+        """The microphone failed or recovered; an utterance in progress ends without a final."""
+        events: list[Event] = []
+        if reason is not None and self._utterance is not None:
+            events.append(self._end(self._utterance, EndReason.FAULT))
+        self._preroll.clear()
+        self.detector.reset()
+        return [*events, FaultChanged(self.new_id(), reason)]
 
     def listen(
         self, session_id: str | None = None, no_speech_timeout_s: float | None = None

@@ -6,6 +6,7 @@ import importlib
 import logging
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +84,34 @@ def _watchdog_usec(environ: Mapping[str, str]) -> int | None:
     return usec if usec > 0 else None
 
 
-class WatchdogGate:
-    """Pings only when the pipeline processed new frames since the last ping.
+@dataclass(frozen=True)
+class Liveness:
+    """What the watchdog looks at: frames through the pipeline, and the capture thread's
+    heartbeat (it beats on every read and about once a second while retrying a faulty mic)."""
 
-    A hung microphone read, a dead pipeline thread or a wedged queue all stop the frame
-    count, so they all stop the pings and systemd restarts the service.
+    frames: int
+    heartbeat: int
+    mic_faulted: bool
+
+
+class WatchdogGate:
+    """Pings only while the satellite provably makes progress.
+
+    With a working microphone that means new frames through the pipeline since the last ping:
+    a hung read, a dead pipeline thread or a wedged queue all stop the count, so they stop
+    the pings and systemd restarts the service. While the microphone is known to be faulty
+    the capture thread's retry heartbeat counts instead, so a missing mic that is being
+    retried is not "hung" and needs no restart.
     """
 
     def __init__(self) -> None:
-        self._last: int | None = None
+        self._last: Liveness | None = None
 
-    def should_ping(self, frames_processed: int) -> bool:
-        """Whether to send WATCHDOG=1 now, given the pipeline's frame counter."""
-        advanced = self._last is None or frames_processed > self._last
-        self._last = frames_processed
-        return advanced and frames_processed > 0
+    def should_ping(self, now: Liveness) -> bool:
+        """Whether to send WATCHDOG=1 now."""
+        last, self._last = self._last, now
+        if last is None:
+            return now.frames > 0 or now.mic_faulted
+        if now.frames > last.frames:
+            return True
+        return now.mic_faulted and now.heartbeat > last.heartbeat

@@ -20,7 +20,7 @@ from satellite.control import (
     SessionEvent,
     SessionRequest,
 )
-from satellite.session import EndReason, Idle, Listening, MuteChanged, WakeDetected
+from satellite.session import EndReason, FaultChanged, Idle, Listening, MuteChanged, WakeDetected
 from satellite.topics import Topics
 
 TOPICS = Topics(room_id="salon", satellite_id="sat1", mqtt=MqttSettings())
@@ -34,6 +34,7 @@ class FakeIndicator:
     shown: list[str] = field(default_factory=list)
     muted: bool = False
     offline: bool = False
+    faulted: bool = False
 
     def show(self, state: str) -> None:
         self.shown.append(state)
@@ -43,6 +44,9 @@ class FakeIndicator:
 
     def set_muted(self, muted: bool) -> None:
         self.muted = muted
+
+    def set_fault(self, faulted: bool) -> None:
+        self.faulted = faulted
 
     def tick(self) -> str:
         if self.muted:
@@ -197,3 +201,10 @@ def test_control_thread_applies_submitted_items_in_order() -> None:
             assert changed.wait_for(lambda: views[-1].led == "responding", 3.0)
     finally:
         controller.close()
+
+
+def test_control_microphone_fault_shows_error_and_reports_the_reason(harness: Harness) -> None:
+    view = harness.send(SessionEvent(FaultChanged("f1", "no capture device matches 'usb'")))
+    assert view.state == "error" and view.fault == "no capture device matches 'usb'"
+    view = harness.send(SessionEvent(FaultChanged("f2", None)))
+    assert view.state == "idle" and view.fault is None

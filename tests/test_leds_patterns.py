@@ -247,3 +247,14 @@ def test_indicator_condition_patterns_follow_overrides(clock: FakeClock) -> None
 def test_indicator_show_accepts_a_source(indicator: Indicator) -> None:
     indicator.show("processing", source="gateway")
     assert indicator.current == "processing"
+
+
+def test_indicator_microphone_fault_shows_error_until_it_recovers_over_mute() -> None:
+    clock = [0.0]
+    indicator = Indicator(now=lambda: clock[0])
+    indicator.set_muted(True)
+    indicator.set_fault(True)
+    clock[0] = 1000.0
+    assert indicator.tick() == "error"
+    indicator.set_fault(False)
+    assert indicator.tick() == "muted"

@@ -12,6 +12,7 @@ from satellite.frames import FRAME_S, FRAME_SAMPLES, Frame
 from satellite.session import (
     Detection,
     EndReason,
+    FaultChanged,
     Final,
     Idle,
     Interim,
@@ -217,3 +218,10 @@ def test_session_listen_is_ignored_while_muted_or_listening() -> None:
     assert m.listen() == []
     m.set_muted(True)
     assert m.listen() == []
+
+
+def test_session_microphone_fault_ends_an_utterance_and_is_announced() -> None:
+    m = machine(FakeTranscriber([SttUpdate("turn on")], flush=HELLO))
+    run(m, [frame(LOUD), frame()])
+    assert m.set_fault("gone") == [Idle("id1", EndReason.FAULT), FaultChanged("id3", "gone")]
+    assert m.set_fault(None) == [FaultChanged("id4", None)]

@@ -19,6 +19,7 @@ Pixels = tuple[RGB, ...]
 IDLE = "idle"
 MUTED = "muted"
 OFFLINE = "offline"
+ERROR = "error"
 DEFAULT_PATTERN = "unknown"
 
 # A pulse never goes fully dark, so it reads as "breathing" rather than blinking.
@@ -126,12 +127,13 @@ def check_pattern(name: str) -> str:
 class Indicator:
     """Chooses the pattern to show from the session state and the muted/offline conditions.
 
-    Priority: muted > offline > the last session state. Muted wins because it is a promise
-    to the room (nothing is listening); offline beats session patterns because while the
-    broker is gone nothing said reaches the assistant, so "listening" would mislead. Every
-    session pattern other than idle's returns to idle after its timeout; the muted and
-    offline conditions last as long as they hold. Not thread-safe: one thread (the control
-    thread) owns it.
+    Priority: microphone fault > muted > offline > the last session state. A broken
+    microphone wins because the room must learn that the satellite cannot hear, muted or
+    not; muted is a promise to the room (nothing is listening); offline beats session
+    patterns because while the broker is gone nothing said reaches the assistant, so
+    "listening" would mislead. Every session pattern other than idle's returns to idle
+    after its timeout; the fault, muted and offline conditions last as long as they hold.
+    Not thread-safe: one thread (the control thread) owns it.
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class Indicator:
         self._session: tuple[str, float] | None = None  # (pattern, deadline)
         self.muted = False
         self.offline = False
+        self.faulted = False
 
     def pattern_for(self, state: str) -> str:
         """The pattern a state maps to (overrides first; unknown states get the default)."""
@@ -179,6 +182,10 @@ class Indicator:
         """Mute switched on or off."""
         self.muted = muted
 
+    def set_fault(self, faulted: bool) -> None:
+        """The microphone failed (True: the error pattern until it works again) or recovered."""
+        self.faulted = faulted
+
     def tick(self) -> str:
         """Apply timeouts and return the pattern to show now."""
         if self._session is not None and self._now() >= self._session[1]:
@@ -189,6 +196,8 @@ class Indicator:
     @property
     def current(self) -> str:
         """The pattern to show (as of the last `tick()` for timeouts)."""
+        if self.faulted:
+            return self.pattern_for(ERROR)
         if self.muted:
             return self.pattern_for(MUTED)
         if self.offline:
