@@ -31,6 +31,7 @@ from satellite.leds import LedAnimator, build_indicator, build_leds, resolve_but
 from satellite.mqtt import MqttLink
 from satellite.session import Event, Final, Listening, SessionMachine, WakeDetected
 from satellite.state_store import MuteStore
+from satellite.systemd import Liveness
 from satellite.topics import SatelliteTopic
 
 log = logging.getLogger(__name__)
@@ -230,10 +231,9 @@ class Satellite:
         for topic in self.outbox.topics.satellite(SatelliteTopic.STATUS):
             self.link.set_birth(topic, payload)
 
-    @property
-    def frames_processed(self) -> int:
-        """Frames through the session machine so far (the watchdog's evidence of life)."""
-        return self.pipeline.frames_processed
+    def liveness(self) -> Liveness:
+        """The watchdog's evidence of life."""
+        return Liveness(self.pipeline.frames_processed, self.capture.chunks_read, False)
 
     def status_line(self) -> str:
         """One human line for systemd's STATUS=."""
