@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from satellite import __version__
-from satellite.config import EX_CONFIG, ModelsSettings, Settings, load_settings
+from satellite.config import (
+    EX_CONFIG,
+    ModelsSettings,
+    Settings,
+    load_settings,
+    warn_insecure_files,
+)
 from satellite.contracts import write_schemas
 from satellite.errors import ConfigError, SatelliteError
 from satellite.logs import setup_logging
@@ -87,6 +94,8 @@ def _run(config_path: Path, *, verbose: bool, quiet: bool) -> int:
     if under_systemd(os.environ):
         fields = {"ROOM_ID": settings.room_id, "SATELLITE_ID": settings.satellite_id}
         setup_logging(verbose=verbose, quiet=quiet, journal_fields=fields)
+    for warning in warn_insecure_files(settings, config_path):
+        logging.getLogger(__name__).warning("%s", warning)
     daemon = Daemon(
         config_path=config_path, settings=settings, notifier=Notifier.from_environ(os.environ)
     )

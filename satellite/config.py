@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,6 +53,13 @@ class MqttSettings(_Section):
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds")
     reconnect_min_s: float = Field(1.0, gt=0, le=60, description="first reconnect delay, seconds")
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="reconnect delay cap, seconds")
+    offline_queue: int = Field(
+        1000,
+        ge=10,
+        le=100000,
+        description="QoS 1 messages kept while the broker is unreachable; "
+        "interims (QoS 0) are dropped first",
+    )
     topic_version: Annotated[str, AfterValidator(_check_optional_level)] = Field(
         "v1", description="topic version level; empty = legacy v0 (env MQTT_TOPIC_VERSION)"
     )
@@ -329,3 +337,34 @@ def load_settings(path: Path | None) -> Settings:
     except ValidationError as exc:
         reasons = "; ".join(_describe(err) for err in exc.errors())
         raise ConfigError(f"{source}: {reasons}") from exc
+
+
+def warn_insecure_files(settings: Settings, config_path: Path) -> list[str]:
+    """One warning line for each of the config and password files other users may read or write."""
+    files = [("config file", config_path)]
+    if settings.mqtt.password_file is not None:
+        files.append(("mqtt.password_file", settings.mqtt.password_file))
+    return [line for what, path in files if (line := _world_access(what, path)) is not None]
+
+
+# (mode bit, what the file is, what any user of the host can then do with it)
+_WORLD_ACCESS = (
+    (stat.S_IROTH, "world-readable", "read"),
+    (stat.S_IWOTH, "world-writable", "change"),
+)
+
+
+def _world_access(what: str, path: Path) -> str | None:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None  # reading the file reports why it cannot be read
+    granted = [(adjective, verb) for bit, adjective, verb in _WORLD_ACCESS if mode & bit]
+    if not granted:
+        return None
+    adjectives = " and ".join(adjective for adjective, _ in granted)
+    verbs = " and ".join(verb for _, verb in granted)
+    return (
+        f"{what} {path} is {adjectives} (mode {mode:04o}): any user of this host can "
+        f"{verbs} it; chmod o-rwx {path}"
+    )

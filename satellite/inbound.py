@@ -71,8 +71,9 @@ def parse_inbound(topic: str, payload: bytes, *, topics: Topics, max_bytes: int)
 
 def _validate(model: type[M], topic: str, payload: bytes) -> M | Rejected:
     try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # UTF-8 only (RFC 8259); json.loads would also guess UTF-16/32 from raw bytes.
+        data = json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # bad UTF-8/JSON, or an int over 4300 digits
         return Rejected(topic, f"not JSON: {exc.__class__.__name__}")
     if not isinstance(data, dict):
         return Rejected(topic, f"expected a JSON object, got {type(data).__name__}")

@@ -88,3 +88,8 @@ json_values = st.recursive(
 @given(st.sampled_from([STATE, HINT, COMMAND]), json_values)
 def test_random_json_never_raises(topic: str, value: object) -> None:
     parse(topic, json.dumps(value).encode())
+
+
+def test_huge_integers_and_non_utf8_encodings_are_rejected() -> None:
+    assert isinstance(parse(STATE, b'{"state": ' + b"9" * 5000 + b"}"), Rejected)
+    assert isinstance(parse(STATE, '{"state": "idle"}'.encode("utf-16")), Rejected)
