@@ -83,16 +83,24 @@ class Pipeline:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        settings = self.capture.settings
-        assembler = FrameAssembler(
-            rate=self.capture.rate, channels=settings.channels, channel=settings.channel
-        )
+        assembler: FrameAssembler | None = None
+        generation = 0
         while not self._stop.is_set():
             self._apply_requests()
             chunk = self.capture.read(timeout=0.1)
-            if chunk is not None:
-                for frame in assembler.push(chunk):
-                    self._process(frame)
+            if chunk is None:
+                continue
+            if assembler is None or generation != self.capture.generation:
+                # The device was (re)opened, maybe at another rate: a fresh resampler.
+                generation, assembler = self.capture.generation, self._assembler()
+            for frame in assembler.push(chunk):
+                self._process(frame)
+
+    def _assembler(self) -> FrameAssembler:
+        settings = self.capture.settings
+        return FrameAssembler(
+            rate=self.capture.rate, channels=settings.channels, channel=settings.channel
+        )
 
     def _apply_requests(self) -> None:
         while True:
@@ -125,7 +133,7 @@ class Satellite:
         self.started = time.monotonic()
         self.outbox = build_outbox(settings)
         self.machine = build_machine(settings)
-        self.capture = Capture(settings.audio)
+        self.capture = Capture(settings.audio, on_fault=self._on_mic_fault)
         self.pipeline = Pipeline(
             capture=self.capture, machine=self.machine, on_event=self._on_event
         )
@@ -193,6 +201,10 @@ class Satellite:
         if self.controller is not None:
             self.controller.submit(item)
 
+    def _on_mic_fault(self, reason: str | None) -> None:
+        # Runs on the caller of Capture.open() or on the capture thread: hand over.
+        self.pipeline.request(lambda machine: machine.set_fault(reason))
+
     def _on_event(self, event: Event) -> None:
         # Runs on the pipeline thread: publish first (latency), then tell the controller.
         if isinstance(event, WakeDetected):
@@ -214,6 +226,7 @@ class Satellite:
             state=None if view is None else view.state,
             muted=None if view is None else view.muted,
             led=None if view is None else view.led,
+            fault=None if view is None else view.fault,
             uptime_s=round(time.monotonic() - self.started, 1),
             counters=None
             if counters is None
@@ -233,7 +246,10 @@ class Satellite:
 
     def liveness(self) -> Liveness:
         """The watchdog's evidence of life."""
-        return Liveness(self.pipeline.frames_processed, self.capture.chunks_read, False)
+        capture = self.capture
+        return Liveness(
+            self.pipeline.frames_processed, capture.heartbeat, capture.fault is not None
+        )
 
     def status_line(self) -> str:
         """One human line for systemd's STATUS=."""
@@ -244,9 +260,13 @@ class Satellite:
         )
         view = self.controller.view if self.controller else None
         muted = " (muted)" if view is not None and view.muted else ""
+        mic = f"mic {device!r} at {self.capture.rate} Hz"
+        if self.capture.fault is not None:
+            mic = f"mic {device!r} FAULT ({self.capture.fault})"
+        mqtt = self.settings.mqtt
         return (
-            f"room {self.settings.room_id}{muted}; mic {device!r} at {self.capture.rate} Hz; "
-            f"broker {self.settings.mqtt.host}:{self.settings.mqtt.port} {broker}; last wake {wake}"
+            f"room {self.settings.room_id}{muted}; {mic}; "
+            f"broker {mqtt.host}:{mqtt.port} {broker}; last wake {wake}"
         )
 
     def close(self) -> None:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import ctypes
+import errno
+import functools
 import logging
+import math
 import os
 import queue
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +25,18 @@ from satellite.errors import AudioError
 from satellite.frames import FRAME_S, FRAME_SAMPLES, SAMPLE_RATE, Frame
 
 log = logging.getLogger(__name__)
+
+# A device that will not open, or stops, is retried after 0.5 s, doubling up to 30 s.
+_RETRY_MIN_S = 0.5
+_RETRY_MAX_S = 30.0
+# While waiting to retry, `heartbeat` still advances this often: retrying is being alive.
+_HEARTBEAT_S = 1.0
+# Reads sustained this much faster than real time mean the device is gone (see PaceCheck).
+_PACE_LIMIT = 2.0
+# PortAudio's paDeviceUnavailable: what ALSA's EBUSY becomes when a stream is opened.
+_PA_DEVICE_UNAVAILABLE = -9985
+_SND_CAPTURE = 1  # SND_PCM_STREAM_CAPTURE
+_SND_NONBLOCK = 1  # SND_PCM_NONBLOCK: a probe must not wait for a busy device
 
 
 @dataclass(frozen=True)
@@ -90,30 +108,86 @@ class FrameAssembler:
         return [pending[i : i + FRAME_SAMPLES] for i in range(0, whole, FRAME_SAMPLES)]
 
 
+class PaceCheck:
+    """Tells a live microphone from one that hands back stale audio at once.
+
+    alsa-lib's file plugin returns instantly, forever, once its FIFO writer is gone (no error);
+    other dead devices can behave alike. A live device cannot deliver much faster than real
+    time for long: its buffer holds a few periods (PortAudio asks for 4, 320 ms here), so a
+    backlog drained after a stall stays well under half a `window_s` window.
+    """
+
+    def __init__(self, chunk_s: float, *, window_s: float = 1.0) -> None:
+        self.chunks = max(2, math.ceil(window_s / chunk_s))
+        self.audio_s = self.chunks * chunk_s
+        self._times: collections.deque[float] = collections.deque(maxlen=self.chunks + 1)
+
+    def add(self, at: float) -> float | None:
+        """Record a read that returned at `at`; the speed (x real time) over the last window,
+        or None until a whole window has been read."""
+        self._times.append(at)
+        if len(self._times) <= self.chunks:
+            return None
+        return self.audio_s / max(self._times[-1] - self._times[0], 1e-3)
+
+
+def _ignore_fault(reason: str | None) -> None:
+    """The default `on_fault`: nobody listens."""
+
+
 class Capture:
     """Reads the microphone on its own thread into a bounded queue of raw chunks.
 
     The capture thread never waits for the consumer: when the queue is full the oldest chunk
     is dropped and counted. Reads are blocking reads on our own thread (no PortAudio callback
-    thread); a read error closes the stream and reopens it with capped backoff.
+    thread). A missing, busy or failing device is a fault, never an exception: it is logged
+    once, reported through `on_fault(reason)` (on the capture thread, or the caller's for the
+    first open), and retried with capped backoff until it works, then `on_fault(None)`.
+    The only AudioError left is the constructor's, when pyaudio itself is missing.
+
+    `heartbeat` counts successful reads and each second of waiting to retry, so it stops only
+    while a read (or PortAudio's device scan) hangs. `generation` counts successful opens:
+    `rate` and `device` may change with it.
     """
 
-    def __init__(self, settings: AudioSettings, *, pyaudio_module: Any = None) -> None:
+    def __init__(
+        self,
+        settings: AudioSettings,
+        *,
+        pyaudio_module: Any = None,
+        on_fault: Callable[[str | None], None] = _ignore_fault,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
+        self.on_fault = on_fault
         self._pyaudio = pyaudio_module or _import_pyaudio()
+        self._clock = clock  # times reads for the pace check; retry waits use real time
         self._pa: Any = None
         self._stream: Any = None
+        self._pace: PaceCheck | None = None
         self.device: InputDevice | None = None
         self.rate = 0
+        self.generation = 0
+        self.heartbeat = 0
         self.dropped = 0
         self.chunks_read = 0
+        self._fault: str | None = None
+        self._fault_since = 0.0
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=settings.queue_frames)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def fault(self) -> str | None:
+        """Why the microphone is not delivering audio now, or None when it is."""
+        return self._fault
+
     def open(self) -> None:
-        """Open the configured device (AudioError if impossible) and start the capture thread."""
-        self._open_stream()
+        """Open the device now if it is there, and start the capture thread (which retries
+        while it is not); never raises for the device. Not reopenable after close()."""
+        if self._thread is not None:
+            return
+        self._try_open()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self._thread.start()
 
@@ -125,14 +199,16 @@ class Capture:
             return None
 
     def close(self) -> None:
-        """Stop the thread and release the device; idempotent."""
+        """Stop the thread, which releases the device; idempotent, and bounded by about
+        0.7 s even while a read hangs (the thread then releases it if the read returns)."""
         self._stop.set()
-        if self._thread is not None:
-            # A hung read cannot be interrupted safely; the thread is a daemon and dies with us.
-            self._thread.join(timeout=2 * FRAME_S + 0.5)
-            if self._thread.is_alive():
-                return
-        self._close_stream()
+        thread = self._thread
+        if thread is None:
+            self._close_stream()
+            return
+        thread.join(timeout=2 * FRAME_S + 0.5)
+        if thread.is_alive():
+            log.warning("microphone %r read still blocked at close", self.settings.device)
 
     def __enter__(self) -> Capture:
         self.open()
@@ -141,32 +217,97 @@ class Capture:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def chunk_samples(self) -> int:
+        """Samples per channel in one read: 80 ms at the capture rate."""
+        return max(1, round(self.rate * FRAME_S))
+
+    # --- the capture thread (and the caller's, for the first open) ---------------------------
+
+    def _run(self) -> None:
+        delay = _RETRY_MIN_S
+        try:
+            while not self._stop.is_set():
+                if self._stream is None:
+                    self._wait(delay)
+                    delay = min(2 * delay, _RETRY_MAX_S)
+                    if not self._stop.is_set():
+                        self._try_open()
+                    continue
+                try:
+                    self._read_chunk()
+                except Exception as exc:  # a bug must not end capture for good: retry
+                    log.exception("microphone %r capture failed", self.settings.device)
+                    self._fail(f"microphone {self.settings.device!r} capture failed: {exc!r}")
+                if self._fault is None:
+                    delay = _RETRY_MIN_S
+        finally:
+            self._close_stream()
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep `seconds` (close() cuts it short), a heartbeat a second: retrying is alive."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := end - time.monotonic()) > 0:
+            self._stop.wait(min(_HEARTBEAT_S, left))
+            self.heartbeat += 1
+
+    def _try_open(self) -> None:
+        try:
+            self._open_stream()
+        except (AudioError, OSError) as exc:  # OSError: PortAudio's device queries
+            self._close_stream()
+            self._report(f"microphone {self.settings.device!r} unavailable: {exc}")
+
     def _open_stream(self) -> None:
         if self._pa is None:
             with native_stderr_silenced():
-                self._pa = self._pyaudio.PyAudio()
-        self.device = pick_device(list_inputs(self._pa), self.settings.device)
-        self.rate = self._pick_rate(self.device)
-        try:
-            self._stream = self._pa.open(
-                format=self._pyaudio.paInt16,
-                channels=self.settings.channels,
-                rate=self.rate,
-                input=True,
-                input_device_index=self.device.index,
-                frames_per_buffer=self.chunk_samples,
-            )
-        except (OSError, ValueError) as exc:
-            raise AudioError(
-                f"cannot open capture device {self.device.name!r} at {self.rate} Hz, "
-                f"{self.settings.channels} channel(s): {exc}"
-            ) from exc
-        log.info(
+                try:
+                    self._pa = self._pyaudio.PyAudio()
+                except OSError as exc:
+                    raise AudioError(f"PortAudio did not start: {exc}") from exc
+        device = self._find_device()
+        rate = self._pick_rate(device)
+        self._stream = self._open_device(device, rate)
+        self.device, self.rate = device, rate
+        self._pace = PaceCheck(self.chunk_samples / rate)
+        self._discard_queued()
+        self.generation += 1
+        log.log(
+            logging.DEBUG if self._fault else logging.INFO,
             "microphone open: %r at %d Hz, %d channel(s)",
-            self.device.name,
-            self.rate,
+            device.name,
+            rate,
             self.settings.channels,
         )
+
+    def _find_device(self) -> InputDevice:
+        spec = self.settings.device
+        try:
+            return pick_device(list_inputs(self._pa), spec)
+        except AudioError as exc:
+            # PortAudio's scan skips a device it cannot open, busy or not: ask ALSA why.
+            refusal = None if spec.isdigit() else alsa_refusal(spec)
+            if refusal is None:
+                raise
+            raise AudioError(refusal) from exc
+
+    def _open_device(self, device: InputDevice, rate: int) -> Any:
+        try:
+            return self._pa.open(
+                format=self._pyaudio.paInt16,
+                channels=self.settings.channels,
+                rate=rate,
+                input=True,
+                input_device_index=device.index,
+                frames_per_buffer=max(1, round(rate * FRAME_S)),
+            )
+        except (OSError, ValueError) as exc:
+            busy = isinstance(exc, OSError) and exc.errno == _PA_DEVICE_UNAVAILABLE
+            why = f"device or resource busy ({exc})" if busy else str(exc)
+            raise AudioError(
+                f"cannot open capture device {device.name!r} at {rate} Hz, "
+                f"{self.settings.channels} channel(s): {why}"
+            ) from exc
 
     def _pick_rate(self, device: InputDevice) -> int:
         """The configured rate; else 16 kHz when the device takes it (no resampling), else
@@ -184,23 +325,25 @@ class Capture:
             return device.default_rate
         return SAMPLE_RATE
 
-    @property
-    def chunk_samples(self) -> int:
-        """Samples per channel in one read: 80 ms at the capture rate."""
-        return max(1, round(self.rate * FRAME_S))
-
-    def _run(self) -> None:
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                chunk = self._stream.read(self.chunk_samples, exception_on_overflow=False)
-            except (OSError, AttributeError):
-                log.exception("microphone %r read failed; reopening", self.settings.device)
-                backoff = self._reopen(backoff)
-                continue
-            backoff = 0.5
-            self.chunks_read += 1
-            self._put(chunk)
+    def _read_chunk(self) -> None:
+        try:
+            chunk = self._stream.read(self.chunk_samples, exception_on_overflow=False)
+        except OSError as exc:
+            self._fail(f"microphone {self.settings.device!r} read failed: {exc}")
+            return
+        self.heartbeat += 1
+        self.chunks_read += 1
+        assert self._pace is not None  # set with the stream
+        speed = self._pace.add(self._clock())
+        if speed is not None and speed > _PACE_LIMIT:
+            self._fail(
+                f"microphone {self.settings.device!r} delivers audio faster than real time "
+                f"({speed:.1f}x over {self._pace.audio_s:.2f} s of audio); the device is gone?"
+            )
+            return
+        self._put(chunk)
+        if speed is not None and self._fault is not None:
+            self._recovered()
 
     def _put(self, chunk: bytes) -> None:
         while True:
@@ -214,16 +357,46 @@ class Capture:
                 except queue.Empty:
                     pass
 
-    def _reopen(self, backoff: float) -> float:
-        self._close_stream()
-        while not self._stop.wait(backoff):
+    def _discard_queued(self) -> None:
+        # Chunks still queued from a previous stream may be at its rate: not worth a glitch.
+        while True:
             try:
-                self._open_stream()
-                return 0.5
-            except AudioError as exc:
-                log.error("microphone still unavailable: %s", exc)
-                backoff = min(backoff * 2, 30.0)
-        return backoff
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _fail(self, reason: str) -> None:
+        self._close_stream()
+        self._report(reason)
+
+    def _report(self, reason: str) -> None:
+        if reason == self._fault:
+            log.debug("%s (still)", reason)
+            return
+        if self._fault is None:
+            self._fault_since = time.monotonic()
+        self._fault = reason
+        log.error("%s; retrying every %g–%g s", reason, _RETRY_MIN_S, _RETRY_MAX_S)
+        self._notify(reason)
+
+    def _recovered(self) -> None:
+        assert self.device is not None  # a stream is open
+        self._fault = None
+        log.info(
+            "microphone %r recovered after %.1f s (device %r at %d Hz, %d channel(s))",
+            self.settings.device,
+            time.monotonic() - self._fault_since,
+            self.device.name,
+            self.rate,
+            self.settings.channels,
+        )
+        self._notify(None)
+
+    def _notify(self, reason: str | None) -> None:
+        try:
+            self.on_fault(reason)
+        except Exception:
+            log.exception("the microphone fault callback failed")
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -233,9 +406,45 @@ class Capture:
                 stream.close()
             except OSError:
                 log.debug("closing the stream failed", exc_info=True)
-        if self._pa is not None:
-            self._pa.terminate()
-            self._pa = None
+        # Pa_Terminate also drops alsa-lib's cached config, so the next scan re-reads
+        # ~/.asoundrc and /etc/asound.conf: a PCM defined later is found without a restart.
+        pa, self._pa = self._pa, None
+        if pa is not None:
+            pa.terminate()
+
+
+def alsa_refusal(name: str) -> str | None:
+    """Why alsa-lib refuses to open PCM `name` for capture right now (busy, no permission…),
+    or None when it opens, when it is unknown to ALSA, or without alsa-lib."""
+    try:
+        lib = _libasound()
+    except OSError:
+        return None
+    pcm = ctypes.c_void_p()
+    with native_stderr_silenced():
+        code = int(lib.snd_pcm_open(ctypes.byref(pcm), name.encode(), _SND_CAPTURE, _SND_NONBLOCK))
+        if code >= 0:
+            lib.snd_pcm_close(pcm)
+    if code >= 0 or -code == errno.ENOENT:
+        return None
+    why = lib.snd_strerror(code).decode(errors="replace")
+    hint = " (another program is using it?)" if -code == errno.EBUSY else ""
+    return f"ALSA cannot open {name!r} for capture: {why}{hint}"
+
+
+@functools.cache
+def _libasound() -> Any:
+    lib = ctypes.CDLL("libasound.so.2")
+    lib.snd_strerror.restype = ctypes.c_char_p
+    lib.snd_pcm_open.argtypes = [
+        ctypes.POINTER(ctypes.c_void_p),
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
+    lib.snd_pcm_close.argtypes = [ctypes.c_void_p]
+    lib.snd_strerror.argtypes = [ctypes.c_int]
+    return lib
 
 
 @contextlib.contextmanager

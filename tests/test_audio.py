@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from satellite.audio import Capture, FrameAssembler, InputDevice, pick_device
+from satellite.audio import (
+    Capture,
+    FrameAssembler,
+    InputDevice,
+    PaceCheck,
+    alsa_refusal,
+    pick_device,
+)
 from satellite.config import AudioSettings
 from satellite.errors import AudioError
 from satellite.frames import FRAME_SAMPLES
@@ -72,40 +82,35 @@ def test_assembler_resamples_48k_to_16k_keeping_the_tone() -> None:
     assert abs(peak_hz - 440) < 5
 
 
-class FakeStream:
-    """Returns a chunk immediately on every read, forever (a mic nobody keeps up with)."""
-
-    def __init__(self, produced: threading.Event, limit: int) -> None:
-        self.reads = 0
-        self.produced = produced
-        self.limit = limit
-
-    def read(self, n: int, exception_on_overflow: bool = True) -> bytes:
-        self.reads += 1
-        if self.reads == self.limit:
-            self.produced.set()
-        if self.reads > self.limit:
-            self.produced.wait()
-        return np.full(n, self.reads % 30000, np.int16).tobytes()
-
-    def stop_stream(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class FakePyAudio:
-    """Just enough of the pyaudio module for Capture."""
+class FakeMic:
+    """Just enough of the pyaudio module for Capture: a device that can be missing, busy,
+    failing, hanging or too fast. Reads advance a fake clock by `step` seconds (80 ms: real
+    time), handed to Capture as `clock`, so the pace check needs no real waiting."""
 
     paInt16 = 8  # noqa: N815 - pyaudio's own name
 
-    def __init__(self, stream: FakeStream) -> None:
-        self.stream = stream
+    def __init__(self) -> None:
+        self.present = True
+        self.busy = False
+        self.read_error: OSError | None = None
+        self.step = 0.08
+        self.now = 0.0
+        self.reads = 0
+        self.opens = 0
+        self.hang = False
+        self.hanging = threading.Event()
+        self.unhang = threading.Event()
+        self.closed = threading.Event()
+        self.limit: int | None = None  # after this many reads, each read waits for `unhang`
 
-    def PyAudio(self) -> FakePyAudio:  # noqa: N802 - pyaudio's own name
+    def clock(self) -> float:
+        return self.now
+
+    def PyAudio(self) -> FakeMic:  # noqa: N802 - pyaudio's own name
         return self
 
     def get_device_count(self) -> int:
-        return 1
+        return 1 if self.present else 0
 
     def get_device_info_by_index(self, index: int) -> dict[str, Any]:
         return {"name": "fake", "maxInputChannels": 1, "defaultSampleRate": 16000.0}
@@ -113,24 +118,214 @@ class FakePyAudio:
     def is_format_supported(self, *args: Any, **kwargs: Any) -> bool:
         return True
 
-    def open(self, **kwargs: Any) -> FakeStream:
-        return self.stream
+    def open(self, **kwargs: Any) -> FakeMic:
+        if self.busy:
+            raise OSError(-9985, "Device unavailable")
+        self.opens += 1
+        self.closed.clear()
+        return self
+
+    def read(self, n: int, exception_on_overflow: bool = True) -> bytes:
+        if self.read_error is not None:
+            raise self.read_error
+        if self.hang or (self.limit is not None and self.reads >= self.limit):
+            self.hanging.set()
+            self.unhang.wait(10.0)
+        self.reads += 1
+        self.now += self.step
+        return np.full(n, self.reads % 30000, np.int16).tobytes()
+
+    def stop_stream(self) -> None: ...
+
+    def close(self) -> None:
+        self.closed.set()
 
     def terminate(self) -> None: ...
 
 
-def test_capture_never_blocks_and_drops_the_oldest_chunks_when_nobody_reads() -> None:
-    produced = threading.Event()
-    stream = FakeStream(produced, limit=50)
-    capture = Capture(
-        AudioSettings(device="fake", queue_frames=8), pyaudio_module=FakePyAudio(stream)
+class Faults:
+    """Records on_fault calls; wait() for the next one."""
+
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, reason: str | None) -> None:
+        with self._changed:
+            self.seen.append(reason)
+            self._changed.notify_all()
+
+    def wait(self, count: int, timeout: float = 5.0) -> str | None:
+        """The `count`-th reason reported (1-based); AssertionError after `timeout`."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: len(self.seen) >= count, timeout), self.seen
+            return self.seen[count - 1]
+
+
+def fake_capture(mic: FakeMic, faults: Faults | None = None, queue_frames: int = 64) -> Capture:
+    return Capture(
+        AudioSettings(device="fake", queue_frames=queue_frames),
+        pyaudio_module=mic,
+        on_fault=faults or Faults(),
+        clock=mic.clock,
     )
-    with capture:
-        assert produced.wait(5.0)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_capture_never_blocks_and_drops_the_oldest_chunks_when_nobody_reads() -> None:
+    mic = FakeMic()
+    mic.limit = 50
+    with fake_capture(mic, queue_frames=8) as capture:
+        assert mic.hanging.wait(5.0)
         chunks = [capture.read(timeout=1.0) for _ in range(8)]
+        mic.unhang.set()
     assert capture.dropped >= 50 - 8 - 1
     firsts = [np.frombuffer(c, np.int16)[0] for c in chunks if c is not None]
     assert firsts == sorted(firsts) and firsts[-1] >= 49
+
+
+def test_capture_missing_at_start_is_a_fault_then_recovers_without_raising(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mic, faults = FakeMic(), Faults()
+    mic.present = False
+    with caplog.at_level(logging.DEBUG, logger="satellite.audio"), fake_capture(mic, faults) as c:
+        reason = faults.wait(1)
+        assert reason == "microphone 'fake' unavailable: no capture device matches 'fake' " + (
+            "(capture devices: none)"
+        )
+        assert (c.fault, c.rate, c.device, c.generation) == (reason, 0, None, 0)
+        mic.present = True
+        assert faults.wait(2) is None
+        assert (c.fault, c.rate, c.generation) == (None, 16000, 1)
+        assert c.read(timeout=1.0) is not None
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [f"{reason}; retrying every 0.5–30 s"]
+    assert any("microphone 'fake' recovered after" in r.getMessage() for r in caplog.records)
+
+
+def test_capture_read_error_is_a_fault_and_the_device_is_reopened() -> None:
+    mic, faults = FakeMic(), Faults()
+    with fake_capture(mic, faults) as capture:
+        assert capture.read(timeout=1.0) is not None and capture.generation == 1
+        mic.read_error = OSError(-9999, "Unanticipated host error")
+        assert faults.wait(1) == (
+            "microphone 'fake' read failed: [Errno -9999] Unanticipated host error"
+        )
+        assert mic.closed.is_set()
+        wait_until(lambda: mic.opens >= 2)  # retried, still failing: no new report
+        assert faults.seen == [capture.fault]
+        mic.read_error = None
+        assert faults.wait(2) is None
+        assert capture.generation >= 3
+
+
+def test_capture_busy_device_is_a_fault_naming_it_then_recovers() -> None:
+    mic, faults = FakeMic(), Faults()
+    mic.busy = True
+    with fake_capture(mic, faults) as capture:
+        reason = faults.wait(1)
+        assert reason is not None
+        assert "'fake'" in reason and "device or resource busy" in reason
+        mic.busy = False
+        assert faults.wait(2) is None
+        assert capture.fault is None
+
+
+def test_capture_audio_faster_than_real_time_is_a_fault() -> None:
+    mic, faults = FakeMic(), Faults()
+    with fake_capture(mic, faults) as capture:
+        wait_until(lambda: mic.reads > 20)
+        assert faults.seen == []  # real time: no fault
+        mic.step = 0.001  # a FIFO whose writer left: stale audio at once
+        reason = faults.wait(1)
+        assert reason is not None and "faster than real time" in reason
+        assert mic.closed.is_set()
+        mic.step = 0.08
+        assert faults.wait(2) is None
+        assert capture.generation >= 2
+
+
+def test_pace_check_allows_a_backlog_and_catches_a_sustained_rush() -> None:
+    check = PaceCheck(0.08)
+    backlog = [0.0] * 5  # four periods at once after a stall, then real time
+    speeds = [check.add(t) for t in backlog + [0.08 * i for i in range(1, 30)]]
+    assert max(s for s in speeds if s is not None) < 2
+    rushed = [check.add(2.4 + 0.001 * i) for i in range(10)]
+    assert rushed[-1] is not None and rushed[-1] > 2
+
+
+def test_heartbeat_advances_while_retrying() -> None:
+    mic = FakeMic()
+    mic.present = False
+    with fake_capture(mic) as capture:
+        wait_until(lambda: capture.heartbeat >= 2, timeout=5.0)
+        assert capture.fault is not None
+
+
+def test_heartbeat_stops_while_a_read_hangs_and_close_stays_bounded() -> None:
+    mic = FakeMic()
+    capture = fake_capture(mic)
+    capture.open()
+    wait_until(lambda: capture.heartbeat >= 3)
+    mic.hang = True
+    assert mic.hanging.wait(5.0)
+    stuck = capture.heartbeat
+    time.sleep(1.5)  # the window in which nothing may happen: longer than a heartbeat
+    assert capture.heartbeat == stuck
+    assert capture.fault is None  # a hang is not a fault: the watchdog judges it
+    started = time.monotonic()
+    capture.close()
+    capture.close()
+    assert time.monotonic() - started < 2.0
+    assert not mic.closed.is_set()  # never closed under a blocked read
+    mic.unhang.set()
+    assert mic.closed.wait(5.0)  # the thread releases the device once the read returns
+
+
+def test_close_is_bounded_while_retrying() -> None:
+    mic = FakeMic()
+    mic.present = False
+    capture = fake_capture(mic)
+    capture.open()
+    started = time.monotonic()
+    capture.close()
+    assert time.monotonic() - started < 1.0
+
+
+def test_open_is_idempotent_and_close_before_open_is_harmless() -> None:
+    mic = FakeMic()
+    capture = fake_capture(mic)
+    assert (capture.rate, capture.device, capture.generation, capture.fault) == (0, None, 0, None)
+    capture.close()
+    capture = fake_capture(mic)
+    capture.open()
+    capture.open()
+    capture.close()
+    assert mic.opens == 1
+
+
+def test_a_failing_fault_callback_does_not_stop_the_capture() -> None:
+    mic = FakeMic()
+    mic.present = False
+
+    def broken(reason: str | None) -> None:
+        raise RuntimeError("bug in the callback")
+
+    capture = Capture(AudioSettings(device="fake"), pyaudio_module=mic, on_fault=broken)
+    with capture:
+        mic.present = True
+        wait_until(lambda: capture.generation == 1)
+
+
+def test_alsa_refusal_is_none_for_a_pcm_alsa_does_not_know() -> None:
+    assert alsa_refusal("no-such-pcm-here") is None
 
 
 @pytest.mark.integration

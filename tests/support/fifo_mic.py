@@ -8,6 +8,12 @@ Two rules follow from alsa-lib's file plugin (1.2.8), which does ONE read(2) per
 pads a short read with zeros without telling anyone:
 - the reader's read size must divide the chunk (the satellite reads 80 ms = one chunk), and
 - chunks are written whole and atomically, never split.
+
+And two from the FIFO itself:
+- once the writer has closed, a reader's reads return at once, forever, repeating stale audio
+  (EOF is not an error for the plugin); a new writer on the same FIFO makes them block again;
+- opening the PCM while the FIFO exists but nobody writes hangs in open(2) (PortAudio's device
+  scan too), where a missing FIFO fails at once (ENOENT): `unplug()` removes it for that reason.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import array
 import bisect
 import fcntl
 import os
+import stat
 import termios
 import threading
 import time
@@ -38,6 +45,18 @@ pcm.{name} {{
     }}
 }}
 """
+
+
+def alsa_env(home: Path) -> dict[str, str]:
+    """os.environ plus HOME (for ~/.asoundrc); JACK must not try to start a server."""
+    return {**os.environ, "HOME": str(home), "JACK_NO_START_SERVER": "1"}
+
+
+def unprivileged(argv: list[str]) -> list[str]:
+    """`argv` run without CAP_SYS_ADMIN when we are root, so a held device refuses it too."""
+    if os.geteuid() != 0:
+        return argv
+    return ["setpriv", "--bounding-set=-sys_admin", *argv]
 
 
 @dataclass(frozen=True)
@@ -82,12 +101,13 @@ class FifoMic:
         self._stopping = threading.Event()
         self._fd = -1
         self._thread: threading.Thread | None = None
+        self._held: tuple[int, int] | None = None
         self._write_config(workdir)
 
     @property
     def env(self) -> dict[str, str]:
         """os.environ plus HOME (for ~/.asoundrc); JACK must not try to start a server."""
-        return {**os.environ, "HOME": str(self.home), "JACK_NO_START_SERVER": "1"}
+        return alsa_env(self.home)
 
     def start(self) -> None:
         """Open the FIFO and start writing (silence until fed)."""
@@ -103,12 +123,46 @@ class FifoMic:
 
     def close(self) -> None:
         """Stop writing and close the FIFO (readers then see EOF); idempotent."""
+        self.release()
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def unplug(self) -> None:
+        """The device disappears: the writer closes and the FIFO is removed, so an open stream
+        reads stale audio at once and a new open fails (ENOENT). A new FifoMic on the same
+        `workdir` plugs it back in."""
+        self.close()
+        self.fifo_path.unlink(missing_ok=True)
+
+    def hold(self) -> None:
+        """Make the device busy, as when another program has it: opening it fails with EBUSY.
+
+        The FIFO steps aside and its path leads to a pseudo-terminal in exclusive mode
+        (TIOCEXCL), which refuses every other open(2) by a process without CAP_SYS_ADMIN: run
+        the process under test through `unprivileged()`. Our writer keeps its FIFO.
+        """
+        master, follower = os.openpty()
+        fcntl.ioctl(follower, termios.TIOCEXCL)
+        os.rename(self.fifo_path, self._aside_path)
+        os.symlink(os.ttyname(follower), self.fifo_path)
+        self._held = (master, follower)
+
+    def release(self) -> None:
+        """The other program lets go: the path leads to our FIFO again."""
+        if self._held is None:
+            return
+        os.replace(self._aside_path, self.fifo_path)
+        for fd in self._held:
+            os.close(fd)
+        self._held = None
+
+    @property
+    def _aside_path(self) -> Path:
+        return self.fifo_path.with_name(self.fifo_path.name + ".aside")
 
     def feed(self, samples: npt.NDArray[np.int16]) -> int:
         """Queue int16 audio (interleaved or shape (n, channels)); the index of its first frame."""
@@ -166,7 +220,9 @@ class FifoMic:
         if '"' in str(workdir) or "\\" in str(workdir):
             raise ValueError(f"{workdir} cannot be quoted in an ALSA config")
         self.home.mkdir(parents=True, exist_ok=True)
-        os.mkfifo(self.fifo_path)
+        # A FIFO left by an earlier FifoMic on this workdir is reused: the same device returns.
+        if not (self.fifo_path.exists() and stat.S_ISFIFO(self.fifo_path.stat().st_mode)):
+            os.mkfifo(self.fifo_path)
         asoundrc = ASOUNDRC.format(name=self.name, fifo=self.fifo_path)
         (self.home / ".asoundrc").write_text(asoundrc)
 
