@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -22,6 +25,28 @@ MessageHandler = Callable[[str, bytes], None]
 ConnectionHandler = Callable[[bool], None]
 
 _CONTROL_QOS = 1  # subscriptions, birth and will: must survive a reconnect
+_JITTER = 0.2  # each reconnect wait is its exponential step times 1 ± this
+_MAX_PAYLOAD = 268_435_455  # the largest MQTT packet body
+_MAX_TOPIC = 65_535  # bytes of UTF-8
+
+
+def reconnect_delay(failures: int, min_s: float, max_s: float, rng: random.Random) -> float:
+    """Seconds to wait after `failures` failed attempts: min_s doubled each time up to max_s, ±20 %.
+
+    The jitter keeps satellites that lost the same broker from all knocking at the same instant.
+    """
+    step = min(max_s, min_s * 2.0 ** min(failures, 32))
+    return step * rng.uniform(1 - _JITTER, 1 + _JITTER)
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A QoS >= 1 publish waiting in the offline queue."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
 
 
 class MqttLink:
@@ -30,6 +55,21 @@ class MqttLink:
     paho runs every callback of this class (`_on_*`) on its own network thread, and so it
     calls the owner's `on_message` and `on_connection_change` there: the owner must only
     hand the work over to its own thread (through its queue) and return quickly.
+
+    While the link is not ready (no CONNACK and SUBACK yet on the current connection), a
+    publish never reaches paho: QoS >= 1 messages wait in order in our own offline queue of
+    `settings.offline_queue` messages (the oldest is dropped when it is full), QoS 0 ones
+    (interims, stale the moment a newer one exists) are dropped and counted. On every
+    (re)connect: subscribe, then on SUBACK hand the queue over in order, then the births, all
+    under `_lock`, so a publish from another thread can only come after them. paho itself only
+    ever holds what it was given while connected (QoS 1 not yet acknowledged), and resends that
+    on the next CONNACK, before our SUBACK: one copy of each message, oldest first. (Without
+    subscriptions the hand-over happens on CONNACK, just before paho's resends.)
+    The session is clean: a broker that restarted and forgot us is the normal case.
+
+    paho's own reconnect backoff has no jitter, but `reconnect_delay_set()` also restarts its
+    doubling: before each wait (in `on_disconnect` / `on_connect_fail`) we set both bounds to
+    the next `reconnect_delay()`, so paho's thread sleeps exactly our jittered step.
     """
 
     def __init__(
@@ -42,6 +82,7 @@ class MqttLink:
         subscriptions: Sequence[str] = (),
         on_connection_change: ConnectionHandler | None = None,
         logger: logging.Logger = _log,
+        rng: random.Random | None = None,
     ) -> None:
         self._settings = settings
         self._address = f"{settings.host}:{settings.port}"
@@ -49,31 +90,42 @@ class MqttLink:
         self._subscriptions = tuple(subscriptions)
         self._handle_connection_change = on_connection_change
         self._log = logger
+        self._rng = rng if rng is not None else random.Random()
+        # _lock guards the births, the offline queue, the counters and _online, and is held
+        # while handing a message to paho, so that hand-overs keep the order of publish calls.
         self._lock = threading.Lock()
         self._births: dict[str, bytes] = {}
-        self._ready = threading.Event()  # CONNACK and SUBACK received
-        self._session_up = False  # CONNACK received; only touched on paho's thread
+        self._held: deque[_Held] = deque()
+        self._online = False  # hand publishes to paho (else hold them); set after the flush
+        self._dropped_qos0 = 0
+        self._dropped_offline = 0
+        self._outage_drops = (0, 0)  # the two counters when the link went offline
+        self._ready = threading.Event()  # CONNACK and SUBACK received, queue handed over
+        # Only touched on paho's thread:
+        self._session_up = False  # CONNACK received
         self._subscribe_mid: int | None = None
         self._last_failure: str | None = None
         self._failed_attempts = 0
+        self._backoff_step = 0  # reconnect waits since the last accepted connection
         self._started = False
         self._closed = False
-        self.dropped_qos0 = 0
-        """QoS 0 messages dropped because the broker was unreachable."""
         self._client = self._new_client(client_id, will)
 
     def _new_client(self, client_id: str, will: tuple[str, bytes] | None) -> mqtt.Client:
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
         )
         if will is not None:
             try:
                 client.will_set(will[0], will[1], qos=_CONTROL_QOS, retain=True)
             except ValueError as exc:
                 raise MqttError(f"invalid last will on {will[0]!r}: {exc}") from exc
-        # paho's hints say int, but its backoff is plain float arithmetic.
+        # Only until our first callback: every later wait is set by _set_next_wait.
         client.reconnect_delay_set(
-            self._settings.reconnect_min_s,  # type: ignore[arg-type]
+            self._settings.reconnect_min_s,  # type: ignore[arg-type]  # floats work
             self._settings.reconnect_max_s,  # type: ignore[arg-type]
         )
         client.on_connect = self._on_connect
@@ -124,6 +176,24 @@ class MqttLink:
         """Whether the broker accepted us and acknowledged our subscriptions."""
         return self._ready.is_set()
 
+    @property
+    def queued(self) -> int:
+        """QoS >= 1 messages waiting in the offline queue now."""
+        with self._lock:
+            return len(self._held)
+
+    @property
+    def dropped_qos0(self) -> int:
+        """QoS 0 messages (interims) dropped because the link was not connected."""
+        with self._lock:
+            return self._dropped_qos0
+
+    @property
+    def dropped_offline(self) -> int:
+        """QoS >= 1 messages dropped (oldest first) because the offline queue was full."""
+        with self._lock:
+            return self._dropped_offline
+
     def wait_connected(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for `connected`; whether it became true."""
         return self._ready.wait(timeout)
@@ -132,11 +202,13 @@ class MqttLink:
         """Publish `payload` retained (QoS 1) now if connected, and again on every reconnect.
 
         Calling it again for the same topic replaces the payload a reconnect re-publishes.
+        While offline it is only remembered: the reconnect sends the latest payload once.
         """
+        _check_publish(topic, payload, _CONTROL_QOS)
         with self._lock:
             self._births[topic] = payload
-        if self._ready.is_set():
-            self.publish(topic, payload, qos=_CONTROL_QOS, retain=True)
+            if self._online:
+                self._hand_over(topic, payload, _CONTROL_QOS, True)
 
     def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> None:
         """Send now, or (QoS >= 1) queue until reconnected; QoS 0 while offline is dropped."""
@@ -151,7 +223,7 @@ class MqttLink:
         Never call it from `on_message`: paho's thread would be waiting on itself.
         """
         info = self._send(topic, payload, qos, retain)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        if info is None or info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return False
         try:
             info.wait_for_publish(timeout)
@@ -159,15 +231,43 @@ class MqttLink:
         except (RuntimeError, ValueError):  # lost with the connection while waiting
             return False
 
-    def _send(self, topic: str, payload: bytes, qos: int, retain: bool) -> mqtt.MQTTMessageInfo:
+    def _send(
+        self, topic: str, payload: bytes, qos: int, retain: bool
+    ) -> mqtt.MQTTMessageInfo | None:
+        """Hand over to paho when online (its info), else hold or drop the message (None)."""
+        _check_publish(topic, payload, qos)
+        with self._lock:
+            if not self._online:
+                self._hold(_Held(topic, payload, qos, retain))
+                return None
+            info = self._hand_over(topic, payload, qos, retain)
+            if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                self._dropped_qos0 += 1  # the socket died before paho told us
+            return info
+
+    def _hold(self, message: _Held) -> None:
+        # Called with _lock held.
+        if message.qos == 0:
+            self._dropped_qos0 += 1
+            return
+        if len(self._held) >= self._settings.offline_queue:
+            self._held.popleft()
+            self._dropped_offline += 1
+            if self._dropped_offline == self._outage_drops[1] + 1:  # once per outage
+                self._log.warning(
+                    "MQTT offline queue full (%d messages): dropping the oldest",
+                    self._settings.offline_queue,
+                )
+        self._held.append(message)
+
+    def _hand_over(
+        self, topic: str, payload: bytes, qos: int, retain: bool
+    ) -> mqtt.MQTTMessageInfo:
+        # Called with _lock held; _check_publish already ran, so paho has nothing to refuse.
         try:
-            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            return self._client.publish(topic, payload, qos=qos, retain=retain)
         except ValueError as exc:
             raise MqttError(f"cannot publish to {topic!r}: {exc}") from exc
-        if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
-            with self._lock:
-                self.dropped_qos0 += 1
-        return info
 
     def close(self) -> None:
         """Disconnect cleanly (so the broker does not send the will) and stop paho's thread."""
@@ -175,6 +275,7 @@ class MqttLink:
             if self._closed:
                 return
             self._closed = True
+            self._online = False  # later publishes are held, never handed to a stopped paho
         if not self._started:
             return
         self._client.disconnect()
@@ -216,7 +317,7 @@ class MqttLink:
         attempts = self._failed_attempts
         retried = f" after {attempts} failed attempts" if attempts else ""
         self._log.info("connected to MQTT broker %s (%s)%s", self._address, reason_code, retried)
-        self._failed_attempts, self._last_failure = 0, None
+        self._failed_attempts, self._last_failure, self._backoff_step = 0, None, 0
         if not self._subscriptions:
             self._become_ready()
             return
@@ -238,16 +339,42 @@ class MqttLink:
         self._become_ready()
 
     def _become_ready(self) -> None:
-        # Births go out after SUBACK, so whoever sees one knows our subscriptions are active.
-        self._ready.set()
+        # After SUBACK: whoever sees a birth knows our subscriptions are active. Under the lock,
+        # so a publish from another thread waits until the queue and the births are handed over.
         with self._lock:
-            births = list(self._births.items())
-        for topic, payload in births:
-            self.publish(topic, payload, qos=_CONTROL_QOS, retain=True)
+            if self._closed:
+                return
+            held = list(self._held)
+            self._held.clear()
+            for message in held:
+                self._hand_over(message.topic, message.payload, message.qos, message.retain)
+            for topic, payload in self._births.items():
+                self._hand_over(topic, payload, _CONTROL_QOS, True)
+            self._online = True
+            self._ready.set()
+            interims = self._dropped_qos0 - self._outage_drops[0]
+            evicted = self._dropped_offline - self._outage_drops[1]
+        if held or interims or evicted:
+            self._log.info(
+                "sent %d messages queued while offline (dropped: %d interims, %d oldest queued)",
+                len(held),
+                interims,
+                evicted,
+            )
         self._notify(True)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._note_failure("unreachable")
+        self._set_next_wait(client)
+
+    def _set_next_wait(self, client: mqtt.Client) -> None:
+        # paho sleeps min_delay next (reconnect_delay_set restarts its doubling): our step.
+        settings = self._settings
+        delay = reconnect_delay(
+            self._backoff_step, settings.reconnect_min_s, settings.reconnect_max_s, self._rng
+        )
+        self._backoff_step += 1
+        client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]  # floats work
 
     def _on_disconnect(
         self,
@@ -257,8 +384,12 @@ class MqttLink:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        was_ready = self._ready.is_set()
-        self._ready.clear()
+        with self._lock:
+            was_ready, self._online = self._online, False
+            self._ready.clear()
+            if was_ready:
+                self._outage_drops = (self._dropped_qos0, self._dropped_offline)
+        self._set_next_wait(client)
         if self._session_up:
             self._session_up = False
             lost = reason_code.is_failure and not flags.is_disconnect_packet_from_server
@@ -274,7 +405,7 @@ class MqttLink:
             return
         self._last_failure = reason
         self._log.warning(
-            "MQTT broker %s %s; retrying in the background (every %g-%g s)",
+            "MQTT broker %s %s; retrying in the background (backoff %g-%g s, ±20 %% jitter)",
             self._address,
             reason,
             self._settings.reconnect_min_s,
@@ -298,3 +429,22 @@ class MqttLink:
             self._handle_connection_change(connected)
         except Exception:
             self._log.exception("on_connection_change(%s) failed", connected)
+
+
+def _check_publish(topic: str, payload: bytes, qos: int) -> None:
+    """What paho would refuse, checked before a message is queued for later."""
+    try:
+        topic_bytes = len(topic.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates
+        topic_bytes = _MAX_TOPIC + 1
+    problem = None
+    if not topic or "+" in topic or "#" in topic:
+        problem = "not a publish topic (empty or with a wildcard)"
+    elif topic_bytes > _MAX_TOPIC:
+        problem = f"topic not UTF-8 or longer than {_MAX_TOPIC} bytes"
+    elif qos not in (0, 1, 2):
+        problem = f"invalid QoS {qos}"
+    elif len(payload) > _MAX_PAYLOAD:
+        problem = f"payload of {len(payload)} bytes is over the MQTT limit"
+    if problem is not None:
+        raise MqttError(f"cannot publish to {topic!r}: {problem}")
