@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from satellite.config import Settings
 from satellite.models import feature_model_paths, vosk_model_path, wake_model_path
 from satellite.outbox import Outbox
@@ -10,10 +12,13 @@ from satellite.stt import VoskTranscriber
 from satellite.topics import Topics
 from satellite.wake import OwwDetector
 
+log = logging.getLogger(__name__)
+
 
 def build_machine(settings: Settings) -> SessionMachine:
     """The session machine with the real wake and STT engines from the models directory."""
     models_dir = settings.models.dir
+    log.info("loading the wake and speech models from %s", models_dir)
     melspec, embedding = feature_model_paths(models_dir)
     detector = OwwDetector(
         models={name: wake_model_path(models_dir, name) for name in settings.wake.models},

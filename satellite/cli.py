@@ -25,12 +25,32 @@ from satellite.logs import setup_logging
 EX_FAILURE = 1
 
 
+def _output(default: object = False) -> argparse.ArgumentParser:
+    """-v/-q, accepted before the command and after it, with the same meaning everywhere."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="debug logging"
+    )
+    flags.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="warnings and errors only"
+    )
+    return flags
+
+
+class _Commands:
+    """Adds subcommands that also take -v/-q (without resetting them when given earlier)."""
+
+    def __init__(self, actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        self._actions = actions
+
+    def add_parser(self, name: str, *, help: str) -> argparse.ArgumentParser:
+        return self._actions.add_parser(name, help=help, parents=[_output(argparse.SUPPRESS)])
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="satellite", description=__doc__)
+    parser = argparse.ArgumentParser(prog="satellite", description=__doc__, parents=[_output()])
     parser.add_argument("--version", action="version", version=f"satellite {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = _Commands(parser.add_subparsers(dest="command", required=True))
 
     run = commands.add_parser("run", help="run the satellite for one room")
     run.add_argument("--config", type=Path, required=True, help="the room's TOML file")
@@ -41,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--publish", action="store_true", help="also publish to the broker")
 
     models = commands.add_parser("models", help="manage models")
-    models_cmd = models.add_subparsers(dest="models_command", required=True)
+    models_cmd = _Commands(models.add_subparsers(dest="models_command", required=True))
     install = models_cmd.add_parser("install", help="fetch, check and unpack the models")
     install.add_argument("--dir", type=Path, help="models directory (default: from config)")
     install.add_argument("--config", type=Path, help="room config to read models.dir from")
@@ -77,11 +97,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         return _simulate(load_settings(args.config), args.wavs, publish=args.publish)
     if args.command == "models":
-        return _models_install(args.dir, args.config)
+        return _models_install(args.dir, args.config, quiet=args.quiet)
     if args.command == "led-test":
         return _led_test(load_settings(args.config), args.seconds)
     for path in write_schemas(args.out):
-        print(path)
+        if not args.quiet:
+            print(path)
     return 0
 
 
@@ -135,12 +156,15 @@ def _simulate(settings: Settings, wavs: list[Path], *, publish: bool) -> int:
     return 0
 
 
-def _models_install(directory: Path | None, config: Path | None) -> int:
+def _models_install(directory: Path | None, config: Path | None, *, quiet: bool) -> int:
     from satellite.models import run_install_cli
 
     if directory is None:
         directory = load_settings(config).models.dir if config else ModelsSettings().dir
-    return run_install_cli(directory, sys.stdout)
+    if not quiet:
+        return run_install_cli(directory, sys.stdout)
+    with open(os.devnull, "w", encoding="utf-8") as silent:
+        return run_install_cli(directory, silent)
 
 
 def _led_test(settings: Settings, seconds: float) -> int:

@@ -154,3 +154,21 @@ def test_led_test_without_gpio_says_why(tmp_path: Path, monkeypatch: pytest.Monk
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "leds" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_quiet_means_the_same_before_or_after_the_command(tmp_path: Path, where: str) -> None:
+    args = ["schema", "--out", str(tmp_path / "schemas")]
+    args = ["-q", *args] if where == "before" else [*args, "-q"]
+    result = satellite(*args, home=tmp_path)
+    assert result.returncode == 0 and result.stdout == ""
+    assert (tmp_path / "schemas" / "state.schema.json").is_file()
+
+
+def test_models_install_quiet_prints_nothing_when_installed(tmp_path: Path) -> None:
+    from tests.support.satellite_proc import models_dir
+
+    result = satellite("models", "install", "--dir", str(models_dir()), "-q", home=tmp_path)
+    assert result.returncode == 0 and result.stdout == ""
+    loud = satellite("models", "install", "--dir", str(models_dir()), "-v", home=tmp_path)
+    assert "already installed" in loud.stdout
