@@ -7,10 +7,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
-from satellite import __version__
+from satellite import __version__, check, config_doc, devices
 from satellite.config import (
     EX_CONFIG,
     ModelsSettings,
@@ -70,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     led.add_argument("--config", type=Path, required=True)
     led.add_argument("--seconds", type=float, default=2.0, help="how long each pattern shows")
 
+    check.add_arguments(commands.add_parser("check", help="what is wrong and how to fix it"))
+    devices.add_arguments(commands.add_parser("devices", help="capture devices and their rates"))
+    config_doc.add_arguments(commands.add_parser("config", help="the config in effect (--show)"))
+
     schema = commands.add_parser("schema", help="write the JSON Schemas of every payload")
     schema.add_argument("--out", type=Path, required=True, help="output directory")
     return parser
@@ -98,6 +103,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _simulate(load_settings(args.config), args.wavs, publish=args.publish)
     if args.command == "models":
         return _models_install(args.dir, args.config, quiet=args.quiet)
+    if args.command in ("check", "devices", "config"):
+        run: Callable[[argparse.Namespace, TextIO], int] = {
+            "check": check.run,
+            "devices": devices.run,
+            "config": config_doc.run,
+        }[args.command]
+        return run(args, sys.stdout)
     if args.command == "led-test":
         return _led_test(load_settings(args.config), args.seconds)
     for path in write_schemas(args.out):

@@ -44,11 +44,11 @@ class _Section(BaseModel):
 class MqttSettings(_Section):
     """Broker connection and topic layout."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    username: str | None = None
+    host: str = Field("127.0.0.1", description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker TCP port (8883 is usual for TLS)")
+    username: str | None = Field(None, description="MQTT user; the password comes from a file")
     password_file: Path | None = Field(None, description="file holding the password (one line)")
-    tls: bool = False
+    tls: bool = Field(False, description="connect with TLS (mqtts)")
     ca_file: Path | None = Field(None, description="CA bundle for TLS; system CAs when unset")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds")
     reconnect_min_s: float = Field(1.0, gt=0, le=60, description="first reconnect delay, seconds")
@@ -247,8 +247,11 @@ class Settings(BaseSettings):
         extra="forbid", frozen=True, env_prefix="SATELLITE_", env_nested_delimiter="__"
     )
 
-    room_id: TopicLevel
-    satellite_id: TopicLevel = Field(default_factory=_default_satellite_id)
+    room_id: TopicLevel = Field(description="the room: one MQTT topic level, required")
+    satellite_id: TopicLevel = Field(
+        default_factory=_default_satellite_id,
+        description="this satellite within the room: one topic level; default the host name",
+    )
     mqtt: MqttSettings = MqttSettings()
     audio: AudioSettings = AudioSettings()
     wake: WakeSettings = WakeSettings()
