@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from satellite import __version__, check, config_doc, devices
+from satellite import __version__, check, config_doc, devices, listen
 from satellite.config import (
     EX_CONFIG,
     ModelsSettings,
@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_arguments(commands.add_parser("check", help="what is wrong and how to fix it"))
     devices.add_arguments(commands.add_parser("devices", help="capture devices and their rates"))
     config_doc.add_arguments(commands.add_parser("config", help="the config in effect (--show)"))
+    listen.add_arguments(commands.add_parser("listen", help="live level, wake scores, transcripts"))
 
     schema = commands.add_parser("schema", help="write the JSON Schemas of every payload")
     schema.add_argument("--out", type=Path, required=True, help="output directory")
@@ -103,11 +104,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _simulate(load_settings(args.config), args.wavs, publish=args.publish)
     if args.command == "models":
         return _models_install(args.dir, args.config, quiet=args.quiet)
-    if args.command in ("check", "devices", "config"):
+    if args.command in ("check", "devices", "config", "listen"):
         run: Callable[[argparse.Namespace, TextIO], int] = {
             "check": check.run,
             "devices": devices.run,
             "config": config_doc.run,
+            "listen": listen.run,
         }[args.command]
         return run(args, sys.stdout)
     if args.command == "led-test":
