@@ -14,16 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from satellite.check import (
-    Result,
-    TextReport,
-    check_config,
-    check_unit,
-    default_config,
-    level_bar,
-    measure_level,
-    run,
-)
+from satellite.check import TextReport, check_config, check_unit, default_config, run
+from satellite.checks import Result, level_bar, measure_level
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.satellite_proc import ROOT, room_config

@@ -1,0 +1,26 @@
+"""The checks of `satellite check` that need a device or a broker, and the Result they return."""
+
+from satellite.checks.broker import BROKER_TIMEOUT_S, BrokerProbe, check_broker
+from satellite.checks.microphone import (
+    LISTEN_S,
+    Level,
+    check_microphone,
+    level_bar,
+    measure_level,
+)
+from satellite.checks.result import Result, failed, neutral, passed
+
+__all__ = [
+    "BROKER_TIMEOUT_S",
+    "LISTEN_S",
+    "BrokerProbe",
+    "Level",
+    "Result",
+    "check_broker",
+    "check_microphone",
+    "failed",
+    "level_bar",
+    "measure_level",
+    "neutral",
+    "passed",
+]
