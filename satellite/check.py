@@ -179,7 +179,7 @@ def check_models_installed(settings: Settings) -> Result:
 def check_models_load(settings: Settings) -> Result:
     """The configured wake models and the Vosk model load."""
     from satellite.assemble import build_machine
-    from satellite.audio import native_stderr_silenced
+    from satellite.audio_health import native_stderr_silenced
     from satellite.models.paths import install_hint
 
     started = time.monotonic()

@@ -30,7 +30,8 @@ def probe_devices(
     channels: int, *, rates: Sequence[int] = PROBE_RATES, pyaudio_module: Any = None
 ) -> list[DeviceReport]:
     """Every capture device PortAudio lists, with the `rates` it opens at with `channels`."""
-    from satellite.audio import list_inputs, native_stderr_silenced
+    from satellite.audio import list_inputs
+    from satellite.audio_health import native_stderr_silenced
 
     pyaudio = pyaudio_module or _import_pyaudio()
     # alsa-lib prints a line for every card and rate it cannot do: not news here.

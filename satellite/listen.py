@@ -27,7 +27,8 @@ from rich.table import Table
 from rich.text import Text
 
 from satellite.assemble import build_machine
-from satellite.audio import Capture, FrameAssembler, native_stderr_silenced
+from satellite.audio import Capture, FrameAssembler
+from satellite.audio_health import native_stderr_silenced
 from satellite.config import EX_CONFIG, Settings, load_settings
 from satellite.errors import ConfigError, SatelliteError
 from satellite.frames import Frame, frames_for

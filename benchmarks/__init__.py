@@ -1,0 +1,1 @@
+"""Benchmarks: the satellite measured against the bare engines in the same run (issue 6)."""

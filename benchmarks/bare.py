@@ -1,0 +1,82 @@
+"""The floor: bare openWakeWord and Vosk loops, loaded from the same model files.
+
+`python -m benchmarks.bare MODELS_DIR WAV` loads both engines in one process, runs the WAV
+through them and prints its peak RSS (the reference for the satellite's).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from satellite.frames import SAMPLE_RATE, Frame
+from satellite.models import feature_model_paths, vosk_model_path, wake_model_path
+from satellite.models.sources import VOSK_MODEL
+
+
+class BareEngines:
+    """openWakeWord (ONNX) and Vosk exactly as their READMEs use them, nothing around them."""
+
+    def __init__(self, models_dir: Path, wake_models: list[str], vosk_model: str) -> None:
+        import vosk
+        from openwakeword.model import Model
+
+        melspec, embedding = feature_model_paths(models_dir)
+        self.oww = Model(
+            wakeword_models=[str(wake_model_path(models_dir, name)) for name in wake_models],
+            inference_framework="onnx",
+            melspec_model_path=str(melspec),
+            embedding_model_path=str(embedding),
+        )
+        vosk.SetLogLevel(-1)
+        self._vosk = vosk
+        self.vosk_model = vosk.Model(str(vosk_model_path(models_dir, vosk_model)))
+        self.recognizer: Any = None
+
+    def wake(self, frame: Frame) -> float:
+        """The best wake score for one frame."""
+        scores: dict[str, float] = self.oww.predict(frame)
+        return max(scores.values())
+
+    def start_stt(self) -> None:
+        """A fresh recogniser for a new utterance."""
+        self.recognizer = self._vosk.KaldiRecognizer(self.vosk_model, SAMPLE_RATE)
+
+    def stt(self, frame: Frame) -> str:
+        """AcceptWaveform, then the result or the partial, as a streaming client does."""
+        if self.recognizer.AcceptWaveform(frame.tobytes()):
+            return str(self.recognizer.Result())
+        return str(self.recognizer.PartialResult())
+
+    def finish_stt(self) -> str:
+        """Flush the recogniser."""
+        return str(self.recognizer.FinalResult())
+
+
+def peak_rss_kb(pid: int | str = "self") -> int:
+    """VmHWM (peak resident set size) of a process, in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def main(argv: list[str]) -> int:
+    """Load both engines, run the WAV through both, print {"vmhwm_kb": ...}."""
+    from satellite.simulate import read_wav
+
+    models_dir, wav = Path(argv[0]), Path(argv[1])
+    engines = BareEngines(models_dir, ["hey_jarvis"], VOSK_MODEL)
+    engines.start_stt()
+    for frame in read_wav(wav):
+        engines.wake(frame)
+        engines.stt(frame)
+    engines.finish_stt()
+    print(json.dumps({"vmhwm_kb": peak_rss_kb()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

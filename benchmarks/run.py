@@ -1,0 +1,268 @@
+"""`python -m benchmarks.run [--quick] [--json FILE]`: every figure of issue 6 against its floor."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import cpu, live
+from benchmarks.bare import BareEngines
+from benchmarks.signals import Speech, silence_stream
+from satellite.assemble import build_machine
+from satellite.config import Settings, load_settings
+from satellite.frames import SAMPLE_RATE
+from tests.support.broker import Broker
+from tests.support.satellite_proc import room_config
+from tests.support.speech import save_wav
+
+WAKE_TAIL_S = 5.0  # after each command: the session ends and the refractory period passes
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much audio and how many repetitions."""
+
+    silence_s: float
+    speech_s: float
+    wake_repeats: int
+    rounds: int
+    commands: int
+
+
+QUICK = Plan(silence_s=20, speech_s=15, wake_repeats=2, rounds=3, commands=5)
+FULL = Plan(silence_s=60, speech_s=45, wake_repeats=5, rounds=5, commands=20)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core count and the BLAS/thread environment as found (never changed)."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    threads = {k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS") or "BLAS" in k}
+    return {
+        "cpu_model": model,
+        "nproc": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "thread_env": threads,
+    }
+
+
+def measure_cpu(settings: Settings, speech: Speech, plan: Plan) -> dict[str, Any]:
+    """CPU per audio second, satellite vs bare, on silence, non-wake speech and commands."""
+    machine = build_machine(settings)
+    engines = BareEngines(settings.models.dir, list(settings.wake.models), settings.stt.model)
+    wake_stream = speech.wake_stream(plan.wake_repeats, WAKE_TAIL_S)
+    cpu.compare(  # warm-up: first inferences allocate
+        "warm-up", wake_stream, machine=machine, engines=engines, rounds=1, select=cpu.all_frames
+    )
+    runs = {
+        "wake_silence": (silence_stream(plan.silence_s), cpu.idle_frames),
+        "wake_speech_no_wake_word": (speech.no_wake_stream(plan.speech_s), cpu.idle_frames),
+        "wake_speech_with_wake_word": (wake_stream, cpu.idle_frames),
+        "listening_stage": (wake_stream, cpu.listening_frames),
+        "whole_session_stream": (wake_stream, cpu.all_frames),
+    }
+    return {
+        name: cpu.compare(
+            name, frames, machine=machine, engines=engines, rounds=plan.rounds, select=select
+        ).as_dict()
+        for name, (frames, select) in runs.items()
+    }
+
+
+def measure_live(
+    workdir: Path, config: Path, settings: Settings, speech: Speech, plan: Plan
+) -> dict[str, Any]:
+    """Latencies, start->READY and peak RSS on the real daemon."""
+    detection = live.detecting_frame(build_machine(settings), speech.wake)
+    broker = Broker(workdir / "broker", port=_config_port(config))
+    with broker:
+        result = live.run_live(
+            workdir, config, broker, speech.wake, detection=detection, n=plan.commands
+        )
+    return {
+        "commands": plan.commands,
+        "sessions": result.sessions,
+        "missed": result.missed,
+        "exact_transcripts": result.exact,
+        "offline_first_crossing_frame": detection.frame,
+        "live_detecting_frames": result.frames,
+        "live_scores": result.live_scores,
+        "fifo_backlog_chunks_at_feed": result.backlog_chunks,
+        "wake_ms": _summary(result.wake_ms),
+        "wake_minus_fifo_backlog_ms": _summary(result.wake_corrected_ms),
+        "capture_to_wake_log_line_ms": _summary(result.logged_ms),
+        "final_ms": _summary(result.final_ms),
+        "trailing_silence_s": settings.stt.trailing_silence_s,
+        "ready_s": [round(s, 3) for s in result.ready_s],
+        "ready_p50_s": round(live.median(result.ready_s), 3),
+        "satellite_peak_rss_mb": round(result.peak_rss_kb / 1024, 1),
+    }
+
+
+def _config_port(config: Path) -> int:
+    return load_settings(config).mqtt.port
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    return {
+        "n": len(values),
+        "p50": round(live.percentile(values, 50), 1),
+        "p95": round(live.percentile(values, 95), 1),
+        "max": round(max(values, default=float("nan")), 1),
+        "all": [round(v, 1) for v in values],
+    }
+
+
+def measure_offline_tools(
+    config: Path, settings: Settings, speech: Speech, wav: Path
+) -> dict[str, Any]:
+    """Peak RSS of the bare engines in one process, and `satellite simulate` speed."""
+    silence = np.zeros(3 * SAMPLE_RATE, np.int16)
+    save_wav(wav, np.concatenate([speech.wake, silence, speech.no_wake, speech.wake, silence]))
+    return {
+        "bare_peak_rss_mb": round(live.bare_peak_rss_kb(settings.models.dir, wav) / 1024, 1),
+        "simulate": live.simulate_speed(config, wav),
+    }
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target as value, limit, PASS/MISS and margin (positive = headroom)."""
+    c, lv, off = report["cpu"], report["live"], report["offline"]
+    trailing_ms = lv["trailing_silence_s"] * 1000 + 100
+    rows = [
+        ("wake CPU, silence (× bare oww)", c["wake_silence"]["ratio"], 1.15, "≤", "×"),
+        (
+            "wake CPU, speech no wake (× bare)",
+            c["wake_speech_no_wake_word"]["ratio"],
+            1.15,
+            "≤",
+            "×",
+        ),
+        (
+            "wake CPU, speech + wake (× bare)",
+            c["wake_speech_with_wake_word"]["ratio"],
+            1.15,
+            "≤",
+            "×",
+        ),
+        ("listening CPU (× bare Vosk)", c["listening_stage"]["ratio"], 1.15, "≤", "×"),
+        ("session CPU (× bare oww+Vosk)", c["whole_session_stream"]["ratio"], 1.15, "≤", "×"),
+        ("silence gate (× bare oww)", None, 0.2, "≤", "×"),
+        ("wake→wake_detected p95", lv["wake_ms"]["p95"], 30.0, "≤", "ms"),
+        ("end of speech→final p95", lv["final_ms"]["p95"], trailing_ms, "≤", "ms"),
+        (
+            "peak RSS − bare",
+            lv["satellite_peak_rss_mb"] - off["bare_peak_rss_mb"],
+            40.0,
+            "≤",
+            "MB",
+        ),
+        ("start→READY p50", lv["ready_p50_s"], 3.0, "≤", "s"),
+        ("simulate speed", off["simulate"]["speed_x"], 4.0, "≥", "×"),
+    ]
+    return [_verdict(*row) for row in rows]
+
+
+def _verdict(name: str, value: float | None, limit: float, op: str, unit: str) -> dict[str, Any]:
+    if value is None or math.isnan(value):  # not measurable (NaN or absent)
+        return {
+            "target": name,
+            "value": None,
+            "limit": limit,
+            "op": op,
+            "unit": unit,
+            "status": "n/a",
+        }
+    margin = limit - value if op == "≤" else value - limit
+    status = "PASS" if margin >= 0 else "MISS"
+    return {
+        "target": name,
+        "value": round(value, 3),
+        "limit": round(limit, 3),
+        "op": op,
+        "unit": unit,
+        "status": status,
+        "margin": round(margin, 3),
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The short human table."""
+    lines = [f"{'target':36} {'value':>10} {'limit':>12}  verdict"]
+    for row in rows:
+        value = "n/a" if row["value"] is None else f"{row['value']:g} {row['unit']}"
+        limit = f"{row['op']} {row['limit']:g} {row['unit']}"
+        verdict = row["status"]
+        if row["status"] != "n/a":
+            word = "margin" if row["status"] == "PASS" else "by"
+            verdict += f" ({word} {abs(row['margin']):g} {row['unit']})"
+        else:
+            verdict += " (no silence gate yet)"
+        lines.append(f"{row['target']:36} {value:>10} {limit:>12}  {verdict}")
+    return "\n".join(lines)
+
+
+def run(plan: Plan, quick: bool) -> dict[str, Any]:
+    """Every figure, in one run."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="satellite-bench-") as tmp:
+        workdir = Path(tmp)
+        speech = Speech(workdir / "speech")
+        config = room_config(workdir / "salon.toml", port=_free_port())
+        settings = load_settings(config)
+        report: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine_info()}
+        report["cpu"] = measure_cpu(settings, speech, plan)
+        report["offline"] = measure_offline_tools(config, settings, speech, workdir / "mix.wav")
+        report["live"] = measure_live(workdir, config, settings, speech, plan)
+    report["targets"] = targets(report)
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    return report
+
+
+def _free_port() -> int:
+    from tests.support.broker import free_port
+
+    return free_port()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run, print the JSON report then the table; a miss never fails."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="less audio, 5 commands (< 3 min)")
+    parser.add_argument("--json", type=Path, help="also write the JSON report to FILE")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    report = run(QUICK if args.quick else FULL, args.quick)
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    print(text)
+    if args.json is not None:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    info = report["machine"]
+    print(
+        f"\n{info['cpu_model']}, nproc {info['nproc']}, {report['mode']} run, "
+        f"{report['elapsed_s']} s"
+    )
+    print(table(report["targets"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
