@@ -16,18 +16,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from satellite.errors import ConfigError
 from satellite.leds.patterns import check_pattern
+from satellite.topics import DEFAULT_BASE_PREFIX, check_topic_level
 
 EX_CONFIG = 78
-_FORBIDDEN_IN_LEVEL = re.compile(r"[/+#\x00]")
-
-
-def check_topic_level(value: str) -> str:
-    """Reject values that cannot be one MQTT topic level (no `/`, `+`, `#`, NUL, not empty)."""
-    if not value:
-        raise ValueError("must not be empty")
-    if _FORBIDDEN_IN_LEVEL.search(value):
-        raise ValueError("must not contain '/', '+', '#' or NUL (it is one MQTT topic level)")
-    return value
 
 
 def _check_optional_level(value: str) -> str:
@@ -64,7 +55,7 @@ class MqttSettings(_Section):
         "v1", description="topic version level; empty = legacy v0 (env MQTT_TOPIC_VERSION)"
     )
     base_prefix: TopicLevel = Field(
-        "voice_assistant", description="topic base prefix (env MQTT_BASE_PREFIX)"
+        DEFAULT_BASE_PREFIX, description="topic base prefix (env MQTT_BASE_PREFIX)"
     )
     dual_publish: bool = Field(False, description="also publish to the legacy v0 tree")
     max_payload_bytes: int = Field(

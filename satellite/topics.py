@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from satellite.config import MqttSettings, check_topic_level
+if TYPE_CHECKING:  # config imports the topic-level rules from here
+    from satellite.config import MqttSettings
+
+DEFAULT_BASE_PREFIX = "voice_assistant"
+_FORBIDDEN_IN_LEVEL = re.compile(r"[/+#\x00]")
+
+
+def check_topic_level(value: str) -> str:
+    """Reject values that cannot be one MQTT topic level (no `/`, `+`, `#`, NUL, not empty)."""
+    if not value:
+        raise ValueError("must not be empty")
+    if _FORBIDDEN_IN_LEVEL.search(value):
+        raise ValueError("must not contain '/', '+', '#' or NUL (it is one MQTT topic level)")
+    return value
 
 
 class TopicType(StrEnum):

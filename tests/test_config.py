@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from satellite.config import EX_CONFIG, MqttSettings, check_topic_level, load_settings
+from satellite.config import EX_CONFIG, MqttSettings, load_settings
 from satellite.errors import ConfigError, SatelliteError
+from satellite.topics import check_topic_level
 
 EXAMPLE = """\
 room_id = "salon"
