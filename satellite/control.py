@@ -74,6 +74,14 @@ class MqttMessage:
 
 
 @dataclass(frozen=True)
+class OversizedMessage:
+    """A message over the size limit, dropped on arrival: only its topic and size travel on."""
+
+    topic: str
+    size: int
+
+
+@dataclass(frozen=True)
 class ConnectionChanged:
     """The broker connection came up or went down (submitted by paho's thread)."""
 
@@ -92,7 +100,7 @@ class SessionEvent:
     event: Event
 
 
-Item = MqttMessage | ConnectionChanged | ButtonPressed | SessionEvent
+Item = MqttMessage | OversizedMessage | ConnectionChanged | ButtonPressed | SessionEvent
 
 
 @dataclass
@@ -167,7 +175,10 @@ class Controller:
         self._thread.start()
 
     def submit(self, item: Item) -> None:
-        """Hand an item over from any thread."""
+        """Hand an item over from any thread; an oversized payload is dropped right here, so
+        a flood of huge messages never waits in the queue."""
+        if isinstance(item, MqttMessage) and len(item.payload) > self.max_payload_bytes:
+            item = OversizedMessage(item.topic, len(item.payload))
         self._queue.put(item)
 
     def close(self, timeout: float = 1.0) -> None:
@@ -203,6 +214,9 @@ class Controller:
     def _apply(self, item: Item | _Tick) -> None:
         if isinstance(item, MqttMessage):
             self._inbound(item)
+        elif isinstance(item, OversizedMessage):
+            limit = self.max_payload_bytes
+            self._reject(Rejected(item.topic, f"payload of {item.size} bytes exceeds {limit}"))
         elif isinstance(item, SessionEvent):
             self._session_event(item.event)
         elif isinstance(item, ConnectionChanged):

@@ -16,6 +16,7 @@ from satellite.control import (
     FollowUp,
     Item,
     MqttMessage,
+    OversizedMessage,
     RoomView,
     SessionEvent,
     SessionRequest,
@@ -208,3 +209,22 @@ def test_control_microphone_fault_shows_error_and_reports_the_reason(harness: Ha
     assert view.state == "error" and view.fault == "no capture device matches 'usb'"
     view = harness.send(SessionEvent(FaultChanged("f2", None)))
     assert view.state == "idle" and view.fault is None
+
+
+def test_control_oversized_payloads_are_dropped_on_arrival_and_counted() -> None:
+    controller = Controller(
+        topics=TOPICS,
+        source="satellite/sat1",
+        indicator=FakeIndicator(),
+        leds=FakeLeds(),
+        request_session=lambda change: None,
+        on_change=lambda view, counters: None,
+        save_mute=lambda muted: None,
+        max_payload_bytes=1024,
+    )
+    controller.submit(MqttMessage(STATE.format("s1"), b"x" * 5000))
+    controller.close()  # the thread never ran: apply what was queued by hand
+    queued = controller._queue.get_nowait()
+    assert isinstance(queued, OversizedMessage) and queued.size == 5000
+    controller.handle(queued)
+    assert controller.counters.invalid_messages == 1
