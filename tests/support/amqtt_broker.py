@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.support.broker import HOST, free_port, port_accepts
+from tests.support.broker import HOST, free_port, stop_process, wait_listening
 from tests.support.mqtt_probe import Probe
 
 CONFIG = """\
@@ -81,14 +80,7 @@ class AmqttBroker:
     def stop(self) -> None:
         """Stop amqtt (SIGTERM, then SIGKILL after 5 s); idempotent."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
     def logs(self) -> str:
         """Everything amqtt logged so far."""
@@ -102,15 +94,7 @@ class AmqttBroker:
         self.stop()
 
     def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while not port_accepts(self.host, self.port):
-            if not self.running:
-                self.stop()
-                raise AssertionError(f"amqtt exited at start:\n{self.logs()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"amqtt not listening after {self.start_timeout} s")
-            time.sleep(0.02)  # polling interval, bounded by the deadline above
+        wait_listening(self, "amqtt")
 
 
 class Probe311(Probe):

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 HOST = "127.0.0.1"
@@ -28,6 +29,32 @@ def port_accepts(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 5 s; nothing for None."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def wait_listening(broker: Any, name: str) -> None:
+    """Until `broker` (host, port, running, start_timeout, stop(), logs()) accepts TCP; a
+    broker that exits or stays deaf is stopped and reported with its log."""
+    deadline = time.monotonic() + broker.start_timeout
+    while not port_accepts(broker.host, broker.port):
+        if not broker.running:
+            broker.stop()
+            raise AssertionError(f"{name} exited at start:\n{broker.logs()}")
+        if time.monotonic() > deadline:
+            broker.stop()
+            raise AssertionError(f"{name} not listening after {broker.start_timeout} s")
+        time.sleep(0.02)  # polling interval, bounded by the deadline above
 
 
 class Broker:
@@ -77,14 +104,7 @@ class Broker:
     def stop(self) -> None:
         """Stop mosquitto (SIGTERM, then SIGKILL after 5 s); idempotent."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
     def logs(self) -> str:
         """Everything mosquitto logged so far (log file and stderr)."""
@@ -113,12 +133,4 @@ class Broker:
         return "\n".join(lines) + "\n"
 
     def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while not port_accepts(self.host, self.port):
-            if not self.running:
-                self.stop()
-                raise AssertionError(f"mosquitto exited at start:\n{self.logs()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"mosquitto not listening after {self.start_timeout} s")
-            time.sleep(0.02)  # polling interval, bounded by the deadline above
+        wait_listening(self, "mosquitto")
