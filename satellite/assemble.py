@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from satellite.config import Settings
+from satellite.gate import EnergyGate, GatedDetector
 from satellite.models import feature_model_paths, vosk_model_path, wake_model_path
 from satellite.outbox import Outbox
-from satellite.session import SessionMachine, SessionTiming
+from satellite.session import SessionMachine, SessionTiming, WakeDetector
 from satellite.stt import VoskTranscriber
 from satellite.topics import Topics
 from satellite.wake import OwwDetector
@@ -20,12 +21,18 @@ def build_machine(settings: Settings) -> SessionMachine:
     models_dir = settings.models.dir
     log.info("loading the wake and speech models from %s", models_dir)
     melspec, embedding = feature_model_paths(models_dir)
-    detector = OwwDetector(
-        models={name: wake_model_path(models_dir, name) for name in settings.wake.models},
+    wake = settings.wake
+    oww = OwwDetector(
+        models={name: wake_model_path(models_dir, name) for name in wake.models},
         melspec=melspec,
         embedding=embedding,
-        threshold=settings.wake.threshold,
+        threshold=wake.threshold,
+        patience=wake.patience,
     )
+    detector: WakeDetector = oww
+    if wake.gate:
+        gate = EnergyGate(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
+        detector = GatedDetector(oww, gate)
     transcriber = VoskTranscriber(model_path=vosk_model_path(models_dir, settings.stt.model))
     stt = settings.stt
     timing = SessionTiming(

@@ -117,6 +117,20 @@ class WakeSettings(_Section):
     refractory_s: float = Field(
         2.0, ge=0, le=60, description="ignore detections this long after a session ends, seconds"
     )
+    patience: int = Field(
+        1, ge=1, le=10, description="frames in a row (80 ms each) at or above the threshold"
+    )
+    gate: bool = Field(
+        True,
+        description="silence gate: skip the wake model on frames no louder than the room's "
+        "noise floor (the skipped audio is replayed to it when sound returns)",
+    )
+    gate_margin_db: float = Field(
+        6.0, ge=1, le=40, description="a frame opens the gate this far above the noise floor, dB"
+    )
+    gate_hangover_s: float = Field(
+        2.0, ge=0.5, le=30, description="the gate stays open this long after the last loud frame"
+    )
 
 
 class SttSettings(_Section):

@@ -32,6 +32,7 @@ from satellite.audio_health import native_stderr_silenced
 from satellite.config import EX_CONFIG, Settings, load_settings
 from satellite.errors import ConfigError, SatelliteError
 from satellite.frames import Frame, frames_for
+from satellite.gate import GatedDetector
 from satellite.logs import setup_logging
 from satellite.session import Event, Final, Idle, Interim, Listening, SessionMachine, WakeDetected
 from satellite.wake import OwwDetector
@@ -82,6 +83,15 @@ def _dbfs(amplitude: float) -> float:
 
 
 @dataclass(frozen=True)
+class GateView:
+    """The silence gate after a frame: open or not, and the level that opens it."""
+
+    open: bool
+    floor_dbfs: float
+    opens_at: float
+
+
+@dataclass(frozen=True)
 class MicStatus:
     """What the footer says about the microphone."""
 
@@ -117,12 +127,20 @@ class ListenView:
         self._finals: deque[Heard] = deque(maxlen=FINALS_SHOWN)
         self._frames = 0
         self._mic = MicStatus("", 0, None, 0)
+        self._gate: GateView | None = None
 
-    def observe(self, level: Level, scores: dict[str, float] | None, events: list[Event]) -> None:
+    def observe(
+        self,
+        level: Level,
+        scores: dict[str, float] | None,
+        events: list[Event],
+        gate: GateView | None = None,
+    ) -> None:
         """One processed frame: its level, the wake scores (None when not scored), its events."""
         with self._lock:
             self._frames += 1
             self._level = level
+            self._gate = gate
             if scores is not None:
                 self._scores = scores
                 for name, score in scores.items():
@@ -193,9 +211,13 @@ class ListenView:
         return row
 
     def _gate_row(self) -> Text:
-        # No silence gate exists yet (issue 6): the row shows what it would judge by.
         energy = _db(self._level.rms_dbfs)
-        return Text(f"none (every frame goes to the engines)  frame energy {energy} dBFS")
+        gate = self._gate
+        if gate is None:
+            return Text(f"off (every frame goes to the wake model)  frame energy {energy} dBFS")
+        row = Text("open  " if gate.open else "closed", style="green" if gate.open else "dim")
+        row.append(f"  noise floor {gate.floor_dbfs:.1f} dBFS  opens at {gate.opens_at:.1f} dBFS")
+        return row
 
     def _session_row(self) -> Text:
         if self._listening_since is not None:
@@ -283,9 +305,15 @@ class Listener:
     def _process(self, frame: Frame) -> None:
         scored = not (self.machine.listening or self.machine.muted)
         events = self.machine.process(frame)
-        detector = self.machine.detector
-        scores = dict(detector.scores) if scored and isinstance(detector, OwwDetector) else None
-        self.view.observe(frame_level(frame), scores, events)
+        detector, gate = self.machine.detector, None
+        if isinstance(detector, GatedDetector):
+            state = detector.gate
+            gate = GateView(state.open, state.floor_dbfs, state.floor_dbfs + state.margin_db)
+            scored = scored and state.open
+        scores = None
+        if scored and isinstance(detector, OwwDetector | GatedDetector):
+            scores = dict(detector.scores)
+        self.view.observe(frame_level(frame), scores, events, gate)
 
 
 def _assembler(capture: Capture) -> FrameAssembler:

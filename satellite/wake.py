@@ -15,7 +15,10 @@ log = logging.getLogger(__name__)
 
 
 class OwwDetector:
-    """Scores each 80 ms frame with every configured wake model; reports threshold crossings."""
+    """Scores each 80 ms frame with every configured wake model; reports threshold crossings.
+
+    A model detects when its score is at or above `threshold` on `patience` frames in a row.
+    """
 
     def __init__(
         self,
@@ -24,23 +27,32 @@ class OwwDetector:
         melspec: Path,
         embedding: Path,
         threshold: float,
+        patience: int = 1,
     ) -> None:
         """`models` maps the configured name (reported as `wake_word`) to its .onnx file."""
         self.threshold = threshold
+        self.patience = patience
         self._names = {path.stem: name for name, path in models.items()}
         self._model = _load(list(models.values()), melspec, embedding)
         self.scores: dict[str, float] = dict.fromkeys(models, 0.0)
+        self._above: dict[str, int] = dict.fromkeys(models, 0)
 
     def process(self, frame: Frame) -> Detection | None:
         """Score one frame; a Detection for the best model at or above the threshold."""
         raw: Mapping[str, Any] = self._model.predict(frame)
         self.scores = {self._names.get(key, key): float(value) for key, value in raw.items()}
-        name, score = max(self.scores.items(), key=lambda item: item[1])
-        return Detection(name, score) if score >= self.threshold else None
+        best: Detection | None = None
+        for name, score in self.scores.items():
+            above = self._above.get(name, 0) + 1 if score >= self.threshold else 0
+            self._above[name] = above
+            if above >= self.patience and (best is None or score > best.score):
+                best = Detection(name, score)
+        return best
 
     def reset(self) -> None:
         """Forget buffered audio and scores, so the wake word just heard cannot fire again."""
         self._model.reset()
+        self._above = dict.fromkeys(self._above, 0)
 
     def close(self) -> None:
         """Nothing to release beyond memory; here for the boundary's uniform shape."""

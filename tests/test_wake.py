@@ -17,13 +17,14 @@ from tests.support.speech import speak
 pytestmark = pytest.mark.integration
 
 
-def detector(threshold: float = 0.5) -> OwwDetector:
+def detector(threshold: float = 0.5, patience: int = 1) -> OwwDetector:
     melspec, embedding = feature_model_paths(models_dir())
     return OwwDetector(
         models={"hey_jarvis": wake_model_path(models_dir(), "hey_jarvis")},
         melspec=melspec,
         embedding=embedding,
         threshold=threshold,
+        patience=patience,
     )
 
 
@@ -66,3 +67,19 @@ def test_a_broken_model_file_is_a_model_error(tmp_path: Path) -> None:
     melspec, embedding = feature_model_paths(models_dir())
     with pytest.raises(ModelError, match=r"broken\.onnx"):
         OwwDetector(models={"broken": bad}, melspec=melspec, embedding=embedding, threshold=0.5)
+
+
+def test_patience_needs_that_many_frames_in_a_row(speech_cache: Path) -> None:
+    samples = speak("hey jarvis", cache_dir=speech_cache)
+    det = detector()
+    scores = []
+    for frame in split_frames(samples):
+        det.process(frame)
+        scores.append(det.scores["hey_jarvis"])
+    above = [score >= 0.5 for score in scores]
+    first = above.index(True)
+    run = next((i for i in range(first, len(above)) if not above[i]), len(above)) - first
+    assert run >= 2, scores  # "hey jarvis" holds the score above the threshold for a while
+    hits = detections(detector(patience=2), samples)
+    assert hits[0][0] == first + 1
+    assert detections(detector(patience=run + 1), samples) == []

@@ -1,0 +1,115 @@
+"""The silence gate: openWakeWord sleeps through an empty room and misses nothing when it wakes.
+
+`EnergyGate` judges each 80 ms frame against the room's noise floor, the quietest frame of the
+last few seconds, so it follows a fan switched on (after FLOOR_WINDOW_S) and needs no
+per-microphone calibration. `GatedDetector` keeps the frames the gate held back and, when the
+gate opens, feeds the wake detector the last REPLAY_S of them before the frame that opened it:
+openWakeWord's features look back about two seconds, so it scores the opening frames exactly
+as if it had heard everything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Protocol
+
+import numpy as np
+
+from satellite.frames import Frame, frames_for
+from satellite.session import Detection
+
+FLOOR_WINDOW_S = 5.0
+# openWakeWord: 16 embeddings 80 ms apart, each over 76 mel frames (0.76 s) -> 1.96 s of
+# audio, plus the melspectrogram's own context. A little more costs nothing on silence.
+REPLAY_S = 2.24
+SILENT_DBFS = -100.0  # the level of digital silence, so the floor arithmetic stays finite
+
+
+def rms_dbfs(frame: Frame) -> float:
+    """The RMS level of a frame of int16 samples in dBFS (SILENT_DBFS for all zeros)."""
+    if len(frame) == 0:
+        return SILENT_DBFS
+    samples = frame.astype(np.float32)
+    power = float(np.dot(samples, samples)) / len(frame)
+    if power <= 0.0:
+        return SILENT_DBFS
+    return max(SILENT_DBFS, 10.0 * math.log10(power) - 20.0 * math.log10(32768.0))
+
+
+class EnergyGate:
+    """Open while frames are `margin_db` above the noise floor, and `hangover_s` after."""
+
+    def __init__(self, *, margin_db: float, hangover_s: float) -> None:
+        self.margin_db = margin_db
+        self._hangover_frames = frames_for(hangover_s)
+        self._levels: deque[float] = deque(maxlen=frames_for(FLOOR_WINDOW_S))
+        self._hangover_left = 0
+        self.level_dbfs = SILENT_DBFS
+        self.floor_dbfs = SILENT_DBFS
+        self.open = False
+
+    def update(self, frame: Frame) -> bool:
+        """Judge one frame; whether the gate is open for it."""
+        self.level_dbfs = level = rms_dbfs(frame)
+        self._levels.append(level)
+        self.floor_dbfs = min(self._levels)
+        if level >= self.floor_dbfs + self.margin_db:
+            self._hangover_left = self._hangover_frames
+            self.open = True
+        elif self._hangover_left > 0:
+            self._hangover_left -= 1
+            self.open = True
+        else:
+            self.open = False
+        return self.open
+
+
+class ScoringDetector(Protocol):
+    """A wake detector that shows its last scores (satellite.wake.OwwDetector)."""
+
+    threshold: float
+    scores: dict[str, float]
+
+    def process(self, frame: Frame) -> Detection | None: ...
+
+    def reset(self) -> None: ...
+
+
+class GatedDetector:
+    """A wake detector that only runs while the gate is open, replaying what it skipped."""
+
+    def __init__(self, detector: ScoringDetector, gate: EnergyGate) -> None:
+        self.detector = detector
+        self.gate = gate
+        self._skipped: deque[Frame] = deque(maxlen=frames_for(REPLAY_S))
+        self.frames_scored = 0
+
+    @property
+    def threshold(self) -> float:
+        """The wrapped detector's threshold."""
+        return self.detector.threshold
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """The wrapped detector's scores for the last frame it scored."""
+        return self.detector.scores
+
+    def process(self, frame: Frame) -> Detection | None:
+        """Hold the frame back while the gate is closed; else replay the held frames, then it."""
+        if not self.gate.update(frame):
+            self._skipped.append(frame)
+            return None
+        detection = None
+        while self._skipped:
+            detection = self._score(self._skipped.popleft()) or detection
+        return self._score(frame) or detection
+
+    def reset(self) -> None:
+        """Reset the detector and forget held frames; the noise floor is kept."""
+        self.detector.reset()
+        self._skipped.clear()
+
+    def _score(self, frame: Frame) -> Detection | None:
+        self.frames_scored += 1
+        return self.detector.process(frame)
