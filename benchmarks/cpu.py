@@ -38,10 +38,18 @@ def satellite_pass(machine: SessionMachine, frames: Sequence[Frame]) -> Pass:
     return Pass(cpu_ns, listening)
 
 
-def bare_pass(engines: BareEngines, frames: Sequence[Frame], schedule: Sequence[bool]) -> Pass:
+def bare_pass(
+    engines: BareEngines,
+    frames: Sequence[Frame],
+    schedule: Sequence[bool],
+    *,
+    wake_while_listening: bool = False,
+) -> Pass:
     """openWakeWord while the satellite was idle, Vosk while it listened (same frames).
 
     The frame that opens a session runs openWakeWord (which detects) and starts a recogniser.
+    With `wake_while_listening`, openWakeWord also runs on every listening frame: the naive
+    satellite the issue measures the listening stage against (both engines on every frame).
     """
     cpu_ns: list[int] = []
     clock = time.process_time_ns
@@ -53,6 +61,8 @@ def bare_pass(engines: BareEngines, frames: Sequence[Frame], schedule: Sequence[
             if listening:
                 engines.start_stt()
         else:
+            if wake_while_listening:
+                engines.wake(frame)
             engines.stt(frame)
             if i + 1 == len(frames) or not schedule[i + 1]:
                 engines.finish_stt()
@@ -115,6 +125,7 @@ def compare(
     engines: BareEngines,
     rounds: int,
     select: Select,
+    wake_while_listening: bool = False,
 ) -> Comparison:
     """Alternate satellite and bare passes; sum the CPU of the frames `select` picks."""
     sat_total = bare_total = 0
@@ -123,7 +134,7 @@ def compare(
     detections = 0
     for _ in range(rounds):
         sat = satellite_pass(machine, frames)
-        bare = bare_pass(engines, frames, sat.listening)
+        bare = bare_pass(engines, frames, sat.listening, wake_while_listening=wake_while_listening)
         chosen = select(sat)
         sat_ns = sum(ns for ns, keep in zip(sat.cpu_ns, chosen, strict=True) if keep)
         bare_ns = sum(ns for ns, keep in zip(bare.cpu_ns, chosen, strict=True) if keep)

@@ -13,6 +13,7 @@ what survives a reset, which the wake score in `wake_detected` lets us check.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -93,7 +94,8 @@ class LiveResult:
     peak_rss_kb: int = 0
     captured_at: list[float] = field(default_factory=list)
     received_at: list[float] = field(default_factory=list)
-    logged_ms: list[float] = field(default_factory=list)
+    rig_ms: list[float] = field(default_factory=list)
+    read_to_received_ms: list[float] = field(default_factory=list)
 
 
 def topic_type(message: Received) -> str:
@@ -144,22 +146,37 @@ def run_live(
             again, ready_s = start_daemon(config, mic, notify, workdir / f"sat{i}.log")
             result.ready_s.append(ready_s)
             again.close()
-    result.logged_ms = split_at_log(log_text, result)
+    split_at_log(log_text, result)
     return result
 
 
-def split_at_log(log_text: str, result: LiveResult) -> list[float]:
-    """Capture -> the daemon's "wake word" log line (logged just before publishing), in ms.
+WAKE_LINE = re.compile(r"INFO satellite\.app: wake word .*, ([0-9.]+) ms after its audio was read")
 
-    Log lines carry wall-clock milliseconds; converted with this process's wall-monotonic offset.
+
+def read_times(log_text: str) -> list[float]:
+    """When the daemon read the audio of each wake word (monotonic), from its log lines.
+
+    Each "wake word" line (logged just before publishing) carries wall-clock milliseconds and
+    how long after the read it was written; converted with this process's wall-monotonic
+    offset (both processes share CLOCK_MONOTONIC).
     """
     offset = time.time() - time.monotonic()
-    stamps = [
-        datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() - offset
-        for line in log_text.splitlines()
-        if "INFO satellite.app: wake word" in line
-    ]
-    return [(at - cap) * 1000 for at, cap in zip(stamps, result.captured_at, strict=False)]
+    times = []
+    for line in log_text.splitlines():
+        found = WAKE_LINE.search(line)
+        if found:
+            logged = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() - offset
+            times.append(logged - float(found.group(1)) / 1000)
+    return times
+
+
+def split_at_log(log_text: str, result: LiveResult) -> None:
+    """Split each wake latency at the daemon's read: test microphone before, satellite after."""
+    for read_at, captured, received in zip(
+        read_times(log_text), result.captured_at, result.received_at, strict=False
+    ):
+        result.rig_ms.append((read_at - captured) * 1000)
+        result.read_to_received_ms.append((received - read_at) * 1000)
 
 
 def _one_command(

@@ -37,13 +37,22 @@ from satellite.topics import SatelliteTopic
 log = logging.getLogger(__name__)
 
 
-def log_event(event: Event) -> None:
-    """One lifecycle line per session event (never per frame), with journal fields."""
+def log_event(event: Event, audio_age_s: float = 0.0) -> None:
+    """One lifecycle line per session event (never per frame), with journal fields.
+
+    `audio_age_s`: how long ago the device handed over the audio that raised the event.
+    """
     fields: dict[str, str] = {"SESSION_ID": event.session_id}
     if isinstance(event, Listening | Final):
         fields["UTT_ID"] = event.utt_id
     if isinstance(event, WakeDetected):
-        log.info("wake word %s (score %.2f)", event.wake_word, event.score, extra=fields)
+        log.info(
+            "wake word %s (score %.2f, %.1f ms after its audio was read)",
+            event.wake_word,
+            event.score,
+            audio_age_s * 1000,
+            extra=fields,
+        )
     elif isinstance(event, Final):
         words, confidence = len(event.transcript.words), event.transcript.confidence
         log.info("final transcript: %d words, confidence %.2f", words, confidence, extra=fields)
@@ -209,7 +218,7 @@ class Satellite:
         # Runs on the pipeline thread: publish first (latency), then tell the controller.
         if isinstance(event, WakeDetected):
             self.last_wake = time.time()
-        log_event(event)
+        log_event(event, time.monotonic() - self.capture.read_at)
         for outgoing in self.outbox.messages(event):
             self.link.publish(outgoing.topic, outgoing.message.to_json(), qos=outgoing.qos)
         self._submit(SessionEvent(event))

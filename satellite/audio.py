@@ -141,7 +141,10 @@ class Capture:
         self.chunks_read = 0
         self._fault: str | None = None
         self._fault_since = 0.0
-        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=settings.queue_frames)
+        # Each chunk with the monotonic time its read returned (its capture time, as near as
+        # this process can know it).
+        self._queue: queue.Queue[tuple[bytes, float]] = queue.Queue(maxsize=settings.queue_frames)
+        self.read_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -160,11 +163,15 @@ class Capture:
         self._thread.start()
 
     def read(self, timeout: float) -> bytes | None:
-        """The next chunk, or None if none arrived within `timeout` seconds."""
+        """The next chunk, or None if none arrived within `timeout` seconds.
+
+        `read_at` is then the monotonic time the device handed that chunk over.
+        """
         try:
-            return self._queue.get(timeout=timeout)
+            chunk, self.read_at = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+        return chunk
 
     def close(self) -> None:
         """Stop the thread, which releases the device; idempotent, and bounded by about
@@ -296,6 +303,7 @@ class Capture:
     def _read_chunk(self) -> None:
         try:
             chunk = self._stream.read(self.chunk_samples, exception_on_overflow=False)
+            read_at = time.monotonic()
         except OSError as exc:
             self._fail(f"microphone {self.settings.device!r} read failed: {exc}")
             return
@@ -309,11 +317,11 @@ class Capture:
                 f"({speed:.1f}x over {self._pace.audio_s:.2f} s of audio); the device is gone?"
             )
             return
-        self._put(chunk)
+        self._put((chunk, read_at))
         if speed is not None and self._fault is not None:
             self._recovered()
 
-    def _put(self, chunk: bytes) -> None:
+    def _put(self, chunk: tuple[bytes, float]) -> None:
         while True:
             try:
                 self._queue.put_nowait(chunk)

@@ -183,8 +183,13 @@ def test_capture_never_blocks_and_drops_the_oldest_chunks_when_nobody_reads() ->
     mic.limit = 50
     with fake_capture(mic, queue_frames=8) as capture:
         assert mic.hanging.wait(5.0)
-        chunks = [capture.read(timeout=1.0) for _ in range(8)]
+        chunks, read_at = [], []
+        for _ in range(8):
+            chunks.append(capture.read(timeout=1.0))
+            read_at.append(capture.read_at)
         mic.unhang.set()
+    # Each chunk keeps the time its read returned, not the time it was taken off the queue.
+    assert read_at == sorted(read_at) and time.monotonic() - 5.0 < read_at[0] < read_at[-1]
     assert capture.dropped >= 50 - 8 - 1
     firsts = [np.frombuffer(c, np.int16)[0] for c in chunks if c is not None]
     assert firsts == sorted(firsts) and firsts[-1] >= 49

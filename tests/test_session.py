@@ -110,6 +110,16 @@ def test_session_preroll_ends_with_the_detecting_frame_and_is_bounded() -> None:
     assert t.prerolls == [seconds(0.4) * FRAME_SAMPLES]
 
 
+def test_session_wake_detected_goes_out_before_the_recogniser_decodes_the_preroll() -> None:
+    t = FakeTranscriber([SttUpdate("", HELLO)])
+    m = machine(t)
+    opened = run(m, [*[frame()] * 5, frame(LOUD)])
+    assert [type(e) for e in opened] == [WakeDetected, Listening]
+    assert t.prerolls == []  # the pre-roll costs Vosk 0.1-0.4 s: not before wake_detected
+    run(m, [frame()])
+    assert t.prerolls == [6 * FRAME_SAMPLES]
+
+
 def test_session_no_speech_times_out_to_idle_without_final() -> None:
     m = machine(FakeTranscriber([]), no_speech_timeout_s=1.0)
     events = run(m, [frame(LOUD), *[frame()] * seconds(1.0)])
@@ -201,8 +211,8 @@ def test_session_listen_opens_a_session_without_wake_word_or_preroll() -> None:
     m = machine(t)
     run(m, [frame(5)] * 10)
     assert m.listen() == [Listening("id1", "id2")]
-    assert t.prerolls == [0]
     assert run(m, [frame()]) == [Final("id1", "id2", HELLO), Idle("id1", EndReason.FINAL)]
+    assert t.prerolls == [0]
 
 
 def test_session_follow_up_is_a_new_utterance_in_the_same_session_with_its_own_timeout() -> None:
