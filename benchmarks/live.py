@@ -5,9 +5,11 @@ number of frames fed while nothing else is pending, so each clip starts on a chu
 The daemon reads 80 ms (1280 samples) per read from the same stream, so its frames are the
 FIFO's chunks: fed sample `first + k * 1280` starts the daemon's k-th frame of the clip, and
 `FifoMic.written_at` of it is when that frame became readable (its capture time). The
-detecting frame k comes from the same detector run offline on zeros + the clip; the daemon's
-detector has heard zeros (and was reset) before each clip too, so its state matches up to
-what survives a reset, which the wake score in `wake_detected` lets us check.
+detecting frame k comes from the same detector run offline on the same room-tone lead + the
+clip; the daemon's detector has heard that lead (and was reset) before each clip too, so its
+state matches up to what survives a reset, which the wake score in `wake_detected` lets us
+check. The lead (longer than the noise-floor window) also gives the silence gate and the
+end-of-voice tracker a real floor instead of the FIFO's idle zeros.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.bare import peak_rss_kb
-from benchmarks.signals import COMMAND, Samples, last_voiced_sample
+from benchmarks.signals import COMMAND, Samples, last_voiced_sample, room_tone
 from satellite.frames import FRAME_SAMPLES, SAMPLE_RATE, split_frames
 from satellite.session import SessionMachine
 from tests.support.broker import Broker
@@ -37,7 +39,8 @@ from tests.support.satellite_proc import ROOT, SatelliteProcess
 
 SESSION_FILTER = "v1/voice_assistant/room/salon/session/+/#"
 STATUS_FILTER = "v1/voice_assistant/room/salon/satellite/+/status"
-LEAD_S = 3.0  # zeros before the clip in the offline run: longer than oww's feature window
+LEAD_S = 5.52  # room tone before each clip (69 frames): longer than the noise floor's window
+LEAD = room_tone(LEAD_S, seed=7)
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,10 @@ class Detection:
 
 
 def detecting_frame(machine: SessionMachine, clip: Samples) -> Detection:
-    """Wake scores of every frame of `clip` after LEAD_S of zeros, as the daemon computes them."""
+    """Wake scores of every frame of `clip` after the room-tone LEAD, as the daemon has them."""
     detector: Any = machine.detector
     detector.reset()
-    for frame in split_frames(np.zeros(round(LEAD_S * SAMPLE_RATE), np.int16)):
+    for frame in split_frames(LEAD):
         detector.process(frame)
     scores = []
     for frame in split_frames(clip):
@@ -184,6 +187,7 @@ def _one_command(
 ) -> None:
     seen = len(session.received())
     result.backlog_chunks.append(unread_chunks(mic))
+    mic.feed(LEAD)  # also lets the refractory period (2 s) after the last session pass
     first = mic.feed(clip)
     try:
         idle = session.wait_for(
@@ -209,7 +213,6 @@ def _one_command(
     if final is not None:
         result.final_ms.append((final.at - voice_end(mic, first, clip)) * 1000)
         result.exact += body(final)["text"] == COMMAND
-    time.sleep(2.5)  # the refractory period (2 s) passes on fed zeros before the next clip
 
 
 def unread_chunks(mic: FifoMic) -> float:

@@ -54,14 +54,19 @@ def last_voiced_sample(samples: Samples) -> int:
     return int((voiced[-1] + 1) * VOICED_WINDOW - 1)
 
 
+def in_room(samples: Samples, *, seed: int) -> Samples:
+    """`samples` heard over room tone, as a microphone never gives digital silence."""
+    mixed = samples.astype(np.int32) + room_tone(len(samples) / SAMPLE_RATE, seed=seed)
+    return np.clip(mixed, -32768, 32767).astype(np.int16)
+
+
 class Speech:
-    """The clips every figure uses, synthesised once per run."""
+    """The clips every figure uses, synthesised once per run, over room tone."""
 
     def __init__(self, cache_dir: Path) -> None:
-        self.wake = pad_to_frames(speak(WAKE_COMMAND, cache_dir=cache_dir))
-        self.no_wake = pad_to_frames(
-            np.concatenate([speak(text, cache_dir=cache_dir) for text in NO_WAKE])
-        )
+        self.wake = in_room(pad_to_frames(speak(WAKE_COMMAND, cache_dir=cache_dir)), seed=1)
+        spoken = np.concatenate([speak(text, cache_dir=cache_dir) for text in NO_WAKE])
+        self.no_wake = in_room(pad_to_frames(spoken), seed=2)
 
     def wake_stream(self, repeats: int, tail_s: float) -> list[Frame]:
         """The wake command `repeats` times, each followed by `tail_s` of room tone."""

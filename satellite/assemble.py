@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from satellite.config import Settings
-from satellite.gate import EnergyGate, GatedDetector
+from satellite.gate import EnergyGate, GatedDetector, VoiceEnd
 from satellite.models import feature_model_paths, vosk_model_path, wake_model_path
 from satellite.outbox import Outbox
 from satellite.session import SessionMachine, SessionTiming, WakeDetector
@@ -33,7 +33,9 @@ def build_machine(settings: Settings) -> SessionMachine:
     if wake.gate:
         gate = EnergyGate(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
         detector = GatedDetector(oww, gate)
-    transcriber = VoskTranscriber(model_path=vosk_model_path(models_dir, settings.stt.model))
+    transcriber = VoskTranscriber(
+        model_path=vosk_model_path(models_dir, settings.stt.model), phrases=settings.stt.phrases
+    )
     stt = settings.stt
     timing = SessionTiming(
         preroll_s=stt.preroll_s,
@@ -42,7 +44,9 @@ def build_machine(settings: Settings) -> SessionMachine:
         no_speech_timeout_s=stt.no_speech_timeout_s,
         refractory_s=settings.wake.refractory_s,
     )
-    return SessionMachine(detector=detector, transcriber=transcriber, timing=timing)
+    return SessionMachine(
+        detector=detector, transcriber=transcriber, timing=timing, voice=VoiceEnd()
+    )
 
 
 def build_outbox(settings: Settings) -> Outbox:

@@ -151,6 +151,19 @@ class SttSettings(_Section):
     no_speech_timeout_s: float = Field(
         5.0, gt=0, le=60, description="return to idle when nothing is said for this long"
     )
+    # Lowercased, whitespace collapsed: Vosk's vocabulary is lowercase single-spaced words.
+    phrases: list[Annotated[str, AfterValidator(lambda p: " ".join(p.lower().split()))]] = Field(
+        default_factory=list,
+        description="command-only room: a transcript is always exactly one of these phrases "
+        "(words the model knows); anything else ends the utterance without one; "
+        "empty = free dictation",
+    )
+
+    @model_validator(mode="after")
+    def _check_phrases(self) -> SttSettings:
+        if "" in self.phrases:
+            raise ValueError(f"phrases: entry {self.phrases.index('') + 1} is blank")
+        return self
 
 
 class FollowupSettings(_Section):

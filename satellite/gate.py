@@ -15,8 +15,9 @@ from collections import deque
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from satellite.frames import Frame, frames_for
+from satellite.frames import SAMPLE_RATE, Frame, frames_for
 from satellite.session import Detection
 
 FLOOR_WINDOW_S = 5.0
@@ -24,6 +25,11 @@ FLOOR_WINDOW_S = 5.0
 # audio, plus the melspectrogram's own context. A little more costs nothing on silence.
 REPLAY_S = 2.24
 SILENT_DBFS = -100.0  # the level of digital silence, so the floor arithmetic stays finite
+WINDOW_S = 0.01
+WINDOW_SAMPLES = round(SAMPLE_RATE * WINDOW_S)
+# A voice is this far over the floor; above the gate's margin so breath and a decaying
+# last syllable do not hold an utterance open.
+VOICE_MARGIN_DB = 10.0
 
 
 def rms_dbfs(frame: Frame) -> float:
@@ -37,24 +43,51 @@ def rms_dbfs(frame: Frame) -> float:
     return max(SILENT_DBFS, 10.0 * math.log10(power) - 20.0 * math.log10(32768.0))
 
 
+def window_dbfs(frame: Frame) -> npt.NDArray[np.float64]:
+    """The RMS level of each 10 ms window of a frame, in dBFS (at least SILENT_DBFS)."""
+    windows = len(frame) // WINDOW_SAMPLES
+    blocks = frame[: windows * WINDOW_SAMPLES].astype(np.float64).reshape(windows, -1)
+    power = np.maximum((blocks * blocks).mean(axis=1), 1e-12)
+    levels: npt.NDArray[np.float64] = np.maximum(
+        10.0 * np.log10(power) - 20.0 * math.log10(32768.0), SILENT_DBFS
+    )
+    return levels
+
+
+class NoiseFloor:
+    """The quietest frame level of the last FLOOR_WINDOW_S."""
+
+    def __init__(self) -> None:
+        self._levels: deque[float] = deque(maxlen=frames_for(FLOOR_WINDOW_S))
+        self.dbfs = SILENT_DBFS
+
+    def add(self, level_dbfs: float) -> float:
+        """Take one frame's level; the floor now."""
+        self._levels.append(level_dbfs)
+        self.dbfs = min(self._levels)
+        return self.dbfs
+
+
 class EnergyGate:
     """Open while frames are `margin_db` above the noise floor, and `hangover_s` after."""
 
     def __init__(self, *, margin_db: float, hangover_s: float) -> None:
         self.margin_db = margin_db
         self._hangover_frames = frames_for(hangover_s)
-        self._levels: deque[float] = deque(maxlen=frames_for(FLOOR_WINDOW_S))
+        self._floor = NoiseFloor()
         self._hangover_left = 0
         self.level_dbfs = SILENT_DBFS
-        self.floor_dbfs = SILENT_DBFS
         self.open = False
+
+    @property
+    def floor_dbfs(self) -> float:
+        """The noise floor the gate judges by."""
+        return self._floor.dbfs
 
     def update(self, frame: Frame) -> bool:
         """Judge one frame; whether the gate is open for it."""
         self.level_dbfs = level = rms_dbfs(frame)
-        self._levels.append(level)
-        self.floor_dbfs = min(self._levels)
-        if level >= self.floor_dbfs + self.margin_db:
+        if level >= self._floor.add(level) + self.margin_db:
             self._hangover_left = self._hangover_frames
             self.open = True
         elif self._hangover_left > 0:
@@ -63,6 +96,29 @@ class EnergyGate:
         else:
             self.open = False
         return self.open
+
+
+class VoiceEnd:
+    """Seconds since the voice stopped: since the last 10 ms window `margin_db` over the floor.
+
+    The session ends an utterance on it: Vosk names words about a second after they are said,
+    too late to time trailing silence by.
+    """
+
+    def __init__(self, *, margin_db: float = VOICE_MARGIN_DB) -> None:
+        self.margin_db = margin_db
+        self._floor = NoiseFloor()
+        self.silence_s = 0.0
+
+    def update(self, frame: Frame) -> float:
+        """Take one frame (every frame, so the floor stays current); the silence now."""
+        floor = self._floor.add(rms_dbfs(frame))
+        loud = np.flatnonzero(window_dbfs(frame) >= floor + self.margin_db)
+        if len(loud):
+            self.silence_s = (len(frame) // WINDOW_SAMPLES - 1 - int(loud[-1])) * WINDOW_S
+        else:
+            self.silence_s += len(frame) / SAMPLE_RATE
+        return self.silence_s
 
 
 class ScoringDetector(Protocol):

@@ -57,6 +57,14 @@ class WakeDetector(Protocol):
     def reset(self) -> None: ...
 
 
+class VoiceTracker(Protocol):
+    """How long the audio has been silent (see satellite.gate.VoiceEnd)."""
+
+    silence_s: float
+
+    def update(self, frame: Frame) -> float: ...
+
+
 class Transcriber(Protocol):
     """Streaming speech-to-text for one utterance at a time (see satellite.stt)."""
 
@@ -173,6 +181,7 @@ class SessionMachine:
     transcriber: Transcriber
     timing: SessionTiming = field(default_factory=SessionTiming)
     new_id: Callable[[], str] = new_id
+    voice: VoiceTracker | None = None  # ends utterances on silence; None: on the partial only
 
     def __post_init__(self) -> None:
         self._preroll: deque[Frame] = deque(maxlen=frames_for(self.timing.preroll_s))
@@ -189,6 +198,8 @@ class SessionMachine:
         """Advance by one 80 ms frame and return what happened."""
         if self.muted:
             return []
+        if self.voice is not None:
+            self.voice.update(frame)
         if self._utterance is not None:
             return self._listen(self._utterance, frame)
         self._preroll.append(frame)
@@ -270,7 +281,12 @@ class SessionMachine:
             return True
         if utt.sequence == 0:
             return utt.frames * FRAME_S >= utt.no_speech_timeout_s
-        return bool(utt.partial) and utt.quiet_frames * FRAME_S >= t.trailing_silence_s
+        # To the nearest frame: the final then comes within half a frame of the silence.
+        if self.voice is not None and self.voice.silence_s >= t.trailing_silence_s - FRAME_S / 2:
+            return True
+        # Vosk's partial lags speech by about a second, so this rule alone ends late; it
+        # still ends utterances in a room too noisy to hear the voice stop.
+        return utt.quiet_frames * FRAME_S >= t.trailing_silence_s
 
     def _close(self, utt: _Utterance, transcript: Transcript | None) -> list[Event]:
         if transcript is None or not transcript.text:

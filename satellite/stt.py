@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from satellite.errors import ModelError
+from satellite.errors import ConfigError, ModelError
 from satellite.frames import SAMPLE_RATE, Frame
 from satellite.session import SttUpdate, TimedWord, Transcript
 
 log = logging.getLogger(__name__)
+
+# Vosk's word for "speech outside the grammar"; it is never part of a transcript.
+UNKNOWN = "[unk]"
+
+
+class PhraseError(ModelError, ConfigError):
+    """`stt.phrases` does not fit the Vosk model: a configuration error (exit 78, no restart)."""
 
 
 class VoskTranscriber:
@@ -21,20 +28,34 @@ class VoskTranscriber:
     The recogniser also hears the pre-roll (the audio up to and including the frame on which
     the wake word fired), so it decodes the wake word as words instead of mangling its tail
     into the first command word; words centred in the pre-roll are then dropped by time.
+
+    With `phrases` (a command-only room) Vosk decodes only their words and "[unk]", which
+    absorbs the wake word in the pre-roll and anything else said; "[unk]" is dropped, and a
+    final that is not exactly one of the phrases has empty text (no transcript is published).
+    The wake word is deliberately not in the grammar: decoded as words it lets Vosk's endpoint
+    close right after it, and the first command word is lost ("set a timer" -> "timer").
     """
 
-    def __init__(self, *, model_path: Path) -> None:
+    def __init__(self, *, model_path: Path, phrases: Sequence[str] = ()) -> None:
+        """`phrases`: lowercase, single-spaced (as SttSettings makes them); empty = dictation."""
         self._vosk = _import_vosk()
         try:
             self._model = self._vosk.Model(str(model_path))
         except Exception as exc:  # vosk raises a bare Exception when the model does not load
             raise ModelError(f"cannot load Vosk model {model_path}: {exc}") from exc
+        self._grammar: str | None = None
+        self._phrases = frozenset(phrases)
+        if phrases:
+            self._grammar = self._grammar_for(model_path, list(dict.fromkeys(phrases)))
         self._recognizer: Any = None
         self._skip_s = 0.0
 
     def start(self, preroll: Frame) -> None:
         """Begin a new utterance; `preroll` ends with the frame that detected the wake word."""
-        self._recognizer = self._vosk.KaldiRecognizer(self._model, SAMPLE_RATE)
+        if self._grammar is None:
+            self._recognizer = self._vosk.KaldiRecognizer(self._model, SAMPLE_RATE)
+        else:
+            self._recognizer = self._vosk.KaldiRecognizer(self._model, SAMPLE_RATE, self._grammar)
         self._recognizer.SetWords(True)
         self._recognizer.SetPartialWords(True)
         self._skip_s = len(preroll) / SAMPLE_RATE
@@ -42,18 +63,22 @@ class VoskTranscriber:
         self._recognizer.AcceptWaveform(preroll.tobytes())
 
     def feed(self, frame: Frame) -> SttUpdate:
-        """Decode one frame; a final when Vosk's endpoint closed an utterance with words."""
+        """Decode one frame; a final when Vosk's endpoint closed an utterance with words.
+
+        The final's text is empty when every word after the pre-roll was outside the phrases.
+        """
         if self._recognizer.AcceptWaveform(frame.tobytes()):
             final = self._transcript(json.loads(self._recognizer.Result()))
             return SttUpdate(partial="", final=final)
         partial = json.loads(self._recognizer.PartialResult())
-        return SttUpdate(partial=_text(self._keep(partial.get("partial_result", []))))
+        words = _spoken(self._after_preroll(partial.get("partial_result", [])))
+        return SttUpdate(partial=_text(words))
 
     def finish(self) -> Transcript | None:
         """Flush the recogniser and return what it heard, if anything."""
         transcript = self._transcript(json.loads(self._recognizer.FinalResult()))
         self._recognizer = None
-        return transcript
+        return transcript if transcript is not None and transcript.text else None
 
     def close(self) -> None:
         """Release the recogniser and model."""
@@ -65,7 +90,26 @@ class VoskTranscriber:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _keep(self, words: Iterable[Mapping[str, Any]]) -> list[TimedWord]:
+    def _grammar_for(self, model_path: Path, phrases: list[str]) -> str:
+        if not any((model_path / folder / "HCLr.fst").is_file() for folder in ("graph", ".")):
+            raise PhraseError(
+                f"stt.phrases: the Vosk model {model_path.name} has a static graph and "
+                "cannot be limited to phrases; use a small or -lgraph model"
+            )
+        missing = [w for w in dict.fromkeys(" ".join(phrases).split()) if not self._knows(w)]
+        if missing:
+            raise PhraseError(
+                f"stt.phrases: words not in the vocabulary of {model_path.name}: "
+                f"{', '.join(missing)} (write numbers as words; use words the model knows)"
+            )
+        log.info("Vosk limited to %d phrases", len(phrases))
+        return json.dumps([*phrases, UNKNOWN])
+
+    def _knows(self, word: str) -> bool:
+        return bool(self._model.vosk_model_find_word(word) >= 0)
+
+    def _after_preroll(self, words: Iterable[Mapping[str, Any]]) -> list[TimedWord]:
+        """The words centred after the pre-roll, times made relative to its end."""
         kept = []
         for word in words:
             start, end = float(word["start"]), float(word["end"])
@@ -81,15 +125,26 @@ class VoskTranscriber:
         return kept
 
     def _transcript(self, result: Mapping[str, Any]) -> Transcript | None:
-        words = self._keep(result.get("result", []))
-        if not words:
+        """None when nothing was said after the pre-roll; empty text when all of it was dropped."""
+        heard = self._after_preroll(result.get("result", []))
+        if not heard:
             return None
+        words = _spoken(heard)
+        # Vosk turns the phrases into a bigram model, so it can also decode other sequences of
+        # their words ("turn on the bedroom lights" -> "turn on the lights"): only a listed
+        # phrase is a command.
+        if not words or (self._phrases and _text(words) not in self._phrases):
+            return Transcript(text="", confidence=0.0)
         confidence = round(sum(w.conf for w in words) / len(words), 4)
         return Transcript(text=_text(words), confidence=confidence, words=tuple(words))
 
 
 def _text(words: Iterable[TimedWord]) -> str:
     return " ".join(word.word for word in words)
+
+
+def _spoken(words: list[TimedWord]) -> list[TimedWord]:
+    return [word for word in words if word.word != UNKNOWN]
 
 
 def _import_vosk() -> Any:

@@ -53,6 +53,7 @@ class OwwDetector:
         """Forget buffered audio and scores, so the wake word just heard cannot fire again."""
         self._model.reset()
         self._above = dict.fromkeys(self._above, 0)
+        self.scores = dict.fromkeys(self.scores, 0.0)
 
     def close(self) -> None:
         """Nothing to release beyond memory; here for the boundary's uniform shape."""

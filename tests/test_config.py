@@ -244,3 +244,28 @@ def test_unreadable_password_file_is_config_error(tmp_path: Path, name: str) -> 
 def test_settings_reject_bad_backoff_order() -> None:
     with pytest.raises(ValueError, match="reconnect_max_s"):
         MqttSettings(reconnect_min_s=10, reconnect_max_s=1)
+
+
+def test_stt_phrases_default_to_free_dictation(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, EXAMPLE)).stt.phrases == []
+
+
+def test_stt_phrases_are_lowercased_and_single_spaced(tmp_path: Path) -> None:
+    body = EXAMPLE + '[stt]\nphrases = ["  Turn ON\\tthe  Kitchen Lights ", "stop"]\n'
+    settings = load_settings(write(tmp_path, body))
+    assert settings.stt.phrases == ["turn on the kitchen lights", "stop"]
+
+
+def test_stt_phrases_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SATELLITE_STT__PHRASES", '["Play Some Music"]')
+    assert load_settings(write(tmp_path, EXAMPLE)).stt.phrases == ["play some music"]
+
+
+def test_a_blank_stt_phrase_is_error(tmp_path: Path) -> None:
+    message = config_error(write(tmp_path, EXAMPLE + '[stt]\nphrases = ["stop", "   "]\n'))
+    assert "stt" in message and "phrases: entry 2 is blank" in message
+
+
+@pytest.mark.parametrize("value", ['"stop"', "[3]"])
+def test_stt_phrases_must_be_a_list_of_strings(tmp_path: Path, value: str) -> None:
+    assert "stt.phrases" in config_error(write(tmp_path, EXAMPLE + f"[stt]\nphrases = {value}\n"))

@@ -15,6 +15,7 @@ from satellite.gate import (
     SILENT_DBFS,
     EnergyGate,
     GatedDetector,
+    VoiceEnd,
     rms_dbfs,
 )
 from satellite.models import feature_model_paths, wake_model_path
@@ -64,6 +65,19 @@ def test_floor_follows_a_louder_room_after_its_window() -> None:
     louder = [g.update(frame) for frame in tone(-40.0, frames_for(FLOOR_WINDOW_S) + 10)]
     assert louder[0] and not louder[-1]  # a fan switched on: open at first, then the new floor
     assert g.floor_dbfs == pytest.approx(-40.0, abs=0.1)
+
+
+def test_voice_end_times_silence_to_the_10_ms_window() -> None:
+    voice = VoiceEnd()
+    for frame in split_frames(room_tone(6.0)):
+        voice.update(frame)
+    speech = np.concatenate(tone(-20.0, 5))[: round(0.35 * SAMPLE_RATE)]
+    audio = np.concatenate([speech, room_tone(1.25, seed=3)[: 1280 * 10 - len(speech)]])
+    silences = [voice.update(frame) for frame in split_frames(audio)]
+    # Voice until 0.35 s: silence 0.05 s at the end of frame 5 (0.40 s), then +0.08 per frame.
+    assert silences[:4] == [0.0] * 4
+    assert silences[4] == pytest.approx(0.05, abs=0.011)
+    assert silences[9] == pytest.approx(0.45, abs=0.011)
 
 
 class Recorder:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from satellite.frames import FRAME_S, FRAME_SAMPLES, Frame
+from satellite.gate import VoiceEnd
 from satellite.session import (
     Detection,
     EndReason,
@@ -235,3 +236,49 @@ def test_session_microphone_fault_ends_an_utterance_and_is_announced() -> None:
     run(m, [frame(LOUD), frame()])
     assert m.set_fault("gone") == [Idle("id1", EndReason.FAULT), FaultChanged("id3", "gone")]
     assert m.set_fault(None) == [FaultChanged("id4", None)]
+
+
+def frames_until_final(
+    script: list[SttUpdate], *, trailing_s: float, audio: list[Frame] | None = None
+) -> int:
+    """Listening frames fed (after the one that woke) until the machine gives its final.
+
+    With `audio`, those are the frames and the machine tracks the voice (VoiceEnd).
+    """
+    voice = VoiceEnd() if audio is not None else None
+    m = machine(FakeTranscriber(script, flush=HELLO), trailing_silence_s=trailing_s)
+    m.voice = voice
+    run(m, [frame(LOUD)])
+    frames = audio if audio is not None else [frame()] * len(script)
+    for n, f in enumerate(frames, start=1):
+        if any(isinstance(e, Final) for e in m.process(f)):
+            return n
+    raise AssertionError("no final")
+
+
+def voiced_then_silent(voiced_s: float, total_s: float) -> list[Frame]:
+    """A 440 Hz voice at -20 dBFS for `voiced_s`, then room tone at about -60 dBFS."""
+    rng = np.random.default_rng(0)
+    n = round(total_s * 16000)
+    audio = rng.normal(0.0, 30.0, n)
+    t = np.arange(round(voiced_s * 16000)) / 16000
+    audio[: len(t)] += 0.1 * 32768 * np.sqrt(2) * np.sin(2 * np.pi * 440 * t)
+    samples = np.round(audio).astype(np.int16)
+    frames = [samples[i : i + FRAME_SAMPLES] for i in range(0, n, FRAME_SAMPLES)]
+    return [f for f in frames if len(f) == FRAME_SAMPLES]
+
+
+def test_session_ends_on_trailing_silence_of_the_voice_not_the_late_partial() -> None:
+    """Vosk names words about a second late: the silence is timed on the audio instead."""
+    late = [SttUpdate("")] * 12 + [SttUpdate("turn on")] * 40
+    audio = voiced_then_silent(0.45, 52 * FRAME_S)
+    # Voice until 0.45 s; 0.8 s of silence is reached at 1.25 s, in frame 16 (1.20-1.28 s).
+    assert frames_until_final(late, trailing_s=0.8, audio=audio) == 16
+    # On the partial alone: 10 frames after it last changed (frame 13).
+    assert frames_until_final(late, trailing_s=0.8) == 23
+
+
+def test_session_words_heard_then_withdrawn_end_after_the_trailing_silence() -> None:
+    """An interim went out, then Vosk took the words back: no 15 s wait for max_utterance."""
+    script = [SttUpdate("volume")] * 3 + [SttUpdate("")] * 40
+    assert frames_until_final(script, trailing_s=0.8) == 4 + 10  # emptied on frame 4

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from satellite.errors import ModelError
+from satellite.errors import ConfigError, ModelError
 from satellite.frames import FRAME_SAMPLES, split_frames
 from satellite.models import vosk_model_path
 from satellite.session import Transcript
@@ -59,3 +59,62 @@ def test_preroll_alone_gives_no_final(transcriber: VoskTranscriber, speech_cache
 def test_a_missing_model_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError):
         VoskTranscriber(model_path=tmp_path / "nothing-here")
+
+
+PHRASES = [
+    "turn on the kitchen lights",
+    "turn off the kitchen lights",
+    "set a timer for five minutes",
+    "what is the weather today",
+    "play some music",
+    "stop the music",
+]
+
+
+@pytest.fixture(scope="module")
+def phrase_transcriber() -> VoskTranscriber:
+    return VoskTranscriber(model_path=vosk_model_path(models_dir()), phrases=PHRASES)
+
+
+@pytest.mark.parametrize("command", PHRASES)
+def test_a_listed_phrase_after_the_wake_word_comes_out_exactly(
+    phrase_transcriber: VoskTranscriber, speech_cache: Path, command: str
+) -> None:
+    wake = speak("hey jarvis", cache_dir=speech_cache)
+    partials, final = transcribe(phrase_transcriber, wake, speak(command, cache_dir=speech_cache))
+    assert final is not None and final.text == command
+    assert [w.word for w in final.words] == command.split()
+    assert all("jarvis" not in p and "hey" not in p and "[unk]" not in p for p in partials)
+
+
+@pytest.mark.parametrize(
+    "request_", ["open the garage door", "tell me a joke", "turn on the bedroom lights"]
+)
+def test_speech_off_the_phrase_list_ends_without_a_transcript(
+    phrase_transcriber: VoskTranscriber, speech_cache: Path, request_: str
+) -> None:
+    wake = speak("hey jarvis", cache_dir=speech_cache)
+    partials, final = transcribe(phrase_transcriber, wake, speak(request_, cache_dir=speech_cache))
+    # An empty final ends the session as no_speech; so does None from finish().
+    assert final is None or final.text == ""
+    assert all("[unk]" not in p and "jarvis" not in p for p in partials)
+
+
+def test_the_wake_word_alone_gives_no_final_with_phrases(
+    phrase_transcriber: VoskTranscriber, speech_cache: Path
+) -> None:
+    wake = speak("hey jarvis", cache_dir=speech_cache)
+    partials, final = transcribe(phrase_transcriber, wake, np.zeros(FRAME_SAMPLES, np.int16))
+    assert final is None and partials == []
+
+
+def test_a_phrase_with_words_the_model_does_not_know_is_a_model_error() -> None:
+    phrases = ["turn on the kitchen lights", "frobnicate the quux", "quux off"]
+    with pytest.raises(ModelError) as info:
+        VoskTranscriber(model_path=vosk_model_path(models_dir()), phrases=phrases)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "stt.phrases" in message and "frobnicate, quux (" in message
+    assert "kitchen" not in message
+    # A configuration mistake: the CLI exits 78, so systemd does not restart into it again.
+    assert isinstance(info.value, ConfigError)
