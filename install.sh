@@ -32,6 +32,7 @@ python=${PYTHON:-python3}
 # Linux, which has no wheels past Python 3.11 and breaks under numpy 2; we use its ONNX path.
 # The packages it really imports are in pyproject.toml.
 openwakeword_pin="openwakeword==0.6.0"
+speex_pin="speexdsp-ns==0.1.2"
 
 apt_packages=(
   python3 python3-venv python3-dev gcc pkg-config
@@ -369,6 +370,10 @@ make_venv() {
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@"
   # Last, so pip's resolver never sees openWakeWord's unmet tflite-runtime requirement.
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$openwakeword_pin"
+  # Optional (wake.noise_suppression): only where PyPI has a wheel, never built here.
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --only-binary :all: \
+    "$speex_pin" 2>/dev/null ||
+    say "no $speex_pin wheel for this Python/CPU: wake.noise_suppression is unavailable"
 }
 
 install_dev() {

@@ -28,6 +28,7 @@ def build_machine(settings: Settings) -> SessionMachine:
         embedding=embedding,
         threshold=wake.threshold,
         patience=wake.patience,
+        noise_suppression=wake.noise_suppression,
     )
     detector: WakeDetector = oww
     if wake.gate:

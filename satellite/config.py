@@ -120,6 +120,11 @@ class WakeSettings(_Section):
     patience: int = Field(
         1, ge=1, le=10, description="frames in a row (80 ms each) at or above the threshold"
     )
+    noise_suppression: bool = Field(
+        False,
+        description="Speex noise suppression before the wake model (needs the speexdsp-ns "
+        "wheel, which install.sh adds where PyPI has one: Python 3.11/3.12 on x86_64/aarch64)",
+    )
     gate: bool = Field(
         True,
         description="silence gate: skip the wake model on frames no louder than the room's "

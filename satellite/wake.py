@@ -28,12 +28,13 @@ class OwwDetector:
         embedding: Path,
         threshold: float,
         patience: int = 1,
+        noise_suppression: bool = False,
     ) -> None:
         """`models` maps the configured name (reported as `wake_word`) to its .onnx file."""
         self.threshold = threshold
         self.patience = patience
         self._names = {path.stem: name for name, path in models.items()}
-        self._model = _load(list(models.values()), melspec, embedding)
+        self._model = _load(list(models.values()), melspec, embedding, noise_suppression)
         self.scores: dict[str, float] = dict.fromkeys(models, 0.0)
         self._above: dict[str, int] = dict.fromkeys(models, 0)
 
@@ -65,7 +66,7 @@ class OwwDetector:
         self.close()
 
 
-def _load(paths: list[Path], melspec: Path, embedding: Path) -> Any:
+def _load(paths: list[Path], melspec: Path, embedding: Path, noise_suppression: bool) -> Any:
     try:
         from openwakeword.model import Model
     except ImportError as exc:
@@ -73,12 +74,22 @@ def _load(paths: list[Path], melspec: Path, embedding: Path) -> Any:
             "openwakeword is not installed: run install.sh "
             "(or `pip install --no-deps openwakeword==0.6.0`)"
         ) from exc
+    if noise_suppression:
+        try:
+            import speexdsp_ns  # noqa: F401
+        except ImportError as exc:
+            raise ModelError(
+                "wake.noise_suppression needs the speexdsp-ns package, which PyPI has as a "
+                "wheel for Python 3.11/3.12 on x86_64 and aarch64 only: "
+                "`pip install speexdsp-ns==0.1.2` in the satellite's venv, or set it to false"
+            ) from exc
     try:
         return Model(
             wakeword_models=[str(path) for path in paths],
             inference_framework="onnx",
             melspec_model_path=str(melspec),
             embedding_model_path=str(embedding),
+            enable_speex_noise_suppression=noise_suppression,
         )
     except Exception as exc:  # onnxruntime and openwakeword raise a variety of types
         raise ModelError(f"cannot load wake models {[p.name for p in paths]}: {exc}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,32 @@ def test_patience_needs_that_many_frames_in_a_row(speech_cache: Path) -> None:
     hits = detections(detector(patience=2), samples)
     assert hits[0][0] == first + 1
     assert detections(detector(patience=run + 1), samples) == []
+
+
+def test_noise_suppression_runs_speex_before_the_model(speech_cache: Path) -> None:
+    melspec, embedding = feature_model_paths(models_dir())
+    det = OwwDetector(
+        models={"hey_jarvis": wake_model_path(models_dir(), "hey_jarvis")},
+        melspec=melspec,
+        embedding=embedding,
+        threshold=0.5,
+        noise_suppression=True,
+    )
+    assert det._model.speex_ns is not None  # openWakeWord's own Speex hook is on
+    hits = detections(det, speak("hey jarvis", cache_dir=speech_cache))
+    assert hits
+
+
+def test_noise_suppression_without_speex_is_a_clear_model_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "speexdsp_ns", None)  # import now raises ImportError
+    melspec, embedding = feature_model_paths(models_dir())
+    with pytest.raises(ModelError, match="speexdsp-ns"):
+        OwwDetector(
+            models={"hey_jarvis": wake_model_path(models_dir(), "hey_jarvis")},
+            melspec=melspec,
+            embedding=embedding,
+            threshold=0.5,
+            noise_suppression=True,
+        )
