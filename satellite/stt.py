@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,6 +15,10 @@ from satellite.session import SttUpdate, TimedWord, Transcript
 
 log = logging.getLogger(__name__)
 
+# The pause after the wake word: at least this long (two Vosk frames), and ending at most
+# this long before the detection (less than "jarvis" lasts, so never the pause before it).
+MIN_PAUSE_S = 0.06
+PAUSE_LOOKBACK_S = 0.4
 # Vosk's word for "speech outside the grammar"; it is never part of a transcript.
 UNKNOWN = "[unk]"
 
@@ -109,11 +114,12 @@ class VoskTranscriber:
         return bool(self._model.vosk_model_find_word(word) >= 0)
 
     def _after_preroll(self, words: Iterable[Mapping[str, Any]]) -> list[TimedWord]:
-        """The words centred after the pre-roll, times made relative to its end."""
+        """The words after the wake word, times made relative to the pre-roll's end."""
+        timed = [(float(w["start"]), float(w["end"]), w) for w in words]
+        cut = wake_word_end(timed, self._skip_s)
         kept = []
-        for word in words:
-            start, end = float(word["start"]), float(word["end"])
-            if (start + end) / 2 >= self._skip_s:
+        for start, end, word in timed:
+            if (start + end) / 2 >= cut:
                 kept.append(
                     TimedWord(
                         word=str(word["word"]),
@@ -137,6 +143,20 @@ class VoskTranscriber:
             return Transcript(text="", confidence=0.0)
         confidence = round(sum(w.conf for w in words) / len(words), 4)
         return Transcript(text=_text(words), confidence=confidence, words=tuple(words))
+
+
+def wake_word_end(words: Sequence[tuple[float, float, Any]], detected_s: float) -> float:
+    """Where the wake word ended: the widest pause in the last PAUSE_LOOKBACK_S before the
+    detection, else the detection itself. Words centred before it are the wake word.
+
+    openWakeWord often fires 0.1-0.4 s after the word ends, by when the first command word
+    has begun ("hey jarvis, what time is it" -> "time is it" if cut at the detection).
+    """
+    best_gap, cut = MIN_PAUSE_S, detected_s
+    for (_, end, _), (start, _, _) in itertools.pairwise(words):
+        if detected_s - PAUSE_LOOKBACK_S <= start <= detected_s and start - end >= best_gap:
+            best_gap, cut = start - end, (start + end) / 2
+    return cut
 
 
 def _text(words: Iterable[TimedWord]) -> str:

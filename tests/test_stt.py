@@ -11,7 +11,7 @@ from satellite.errors import ConfigError, ModelError
 from satellite.frames import FRAME_SAMPLES, split_frames
 from satellite.models import vosk_model_path
 from satellite.session import Transcript
-from satellite.stt import VoskTranscriber
+from satellite.stt import PAUSE_LOOKBACK_S, VoskTranscriber, wake_word_end
 from tests.support.satellite_proc import models_dir
 from tests.support.speech import speak
 
@@ -118,3 +118,28 @@ def test_a_phrase_with_words_the_model_does_not_know_is_a_model_error() -> None:
     assert "kitchen" not in message
     # A configuration mistake: the CLI exits 78, so systemd does not restart into it again.
     assert isinstance(info.value, ConfigError)
+
+
+def test_wake_word_ends_at_the_pause_before_a_late_detection() -> None:
+    """Vosk words of "hey jarvis, what time is it"; openWakeWord fired at 2.48 s."""
+    words = [
+        (1.17, 1.38, "the"),
+        (1.40, 1.68, "jar"),
+        (1.68, 1.82, "of"),
+        (1.83, 2.04, "is"),
+        (2.16, 2.47, "what"),
+        (2.49, 2.85, "time"),
+    ]
+    assert wake_word_end(words, 2.48) == pytest.approx(2.10)  # "what" is the command's
+
+
+def test_wake_word_end_without_a_pause_is_the_detection() -> None:
+    words = [(1.40, 1.68, "jar"), (1.68, 1.82, "of"), (1.83, 2.04, "is"), (2.06, 2.40, "what")]
+    assert wake_word_end(words, 2.48) == 2.48
+
+
+def test_a_pause_long_before_the_detection_is_not_the_wake_words_end() -> None:
+    """ "hey ... jarvis": the pause before "jarvis" is more than PAUSE_LOOKBACK_S back."""
+    words = [(0.50, 0.80, "hey"), (1.20, 1.90, "jarvis"), (1.90, 2.20, "what")]
+    assert 2.30 - PAUSE_LOOKBACK_S > 1.20
+    assert wake_word_end(words, 2.30) == 2.30
