@@ -113,7 +113,9 @@ class WakeSettings(_Section):
         min_length=1,
         description="built-in model names or paths to .onnx files",
     )
-    threshold: float = Field(0.5, gt=0, lt=1, description="score that counts as a detection")
+    threshold: float = Field(
+        0.4, gt=0, lt=1, description="score that counts as a detection (see README: Performance)"
+    )
     refractory_s: float = Field(
         2.0, ge=0, le=60, description="ignore detections this long after a session ends, seconds"
     )

@@ -72,7 +72,7 @@ def test_defaults_fill_everything_but_room_id(tmp_path: Path) -> None:
     assert settings.audio.channels == 1
     assert settings.audio.channel == 0
     assert settings.wake.models == ["hey_jarvis"]
-    assert settings.wake.threshold == 0.5
+    assert settings.wake.threshold == 0.4
     assert settings.stt.model == "vosk-model-small-en-us-0.15"
     assert settings.models.dir == Path("/var/lib/satellite/models")
     assert check_topic_level(settings.satellite_id) == settings.satellite_id

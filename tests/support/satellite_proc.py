@@ -45,7 +45,7 @@ def room_config(
     sections: dict[str, dict[str, Any]] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
         "audio": {"device": "fifomic"},
-        "wake": {"models": ["hey_jarvis"], "threshold": 0.5},
+        "wake": {"models": ["hey_jarvis"]},
         "models": {"dir": str(models_dir())},
     }
     for name, values in extra.items():
