@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 from satellite.config import Settings
 from satellite.gate import EnergyGate, GatedDetector, VoiceEnd
@@ -35,7 +37,9 @@ def build_machine(settings: Settings) -> SessionMachine:
         gate = EnergyGate(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
         detector = GatedDetector(oww, gate)
     transcriber = VoskTranscriber(
-        model_path=vosk_model_path(models_dir, settings.stt.model), phrases=settings.stt.phrases
+        model_path=vosk_model_path(models_dir, settings.stt.model),
+        phrases=settings.stt.phrases,
+        wake_words=wake_phrase_words(wake.models),
     )
     stt = settings.stt
     timing = SessionTiming(
@@ -48,6 +52,14 @@ def build_machine(settings: Settings) -> SessionMachine:
     return SessionMachine(
         detector=detector, transcriber=transcriber, timing=timing, voice=VoiceEnd()
     )
+
+
+def wake_phrase_words(models: list[str]) -> set[str]:
+    """The words of the wake phrases, from model names: "hey_jarvis_v0.1.onnx" -> hey, jarvis."""
+    words: set[str] = set()
+    for name in models:
+        words.update(w for w in re.split(r"[^a-z]+", Path(name).stem.lower()) if len(w) > 1)
+    return words
 
 
 def build_outbox(settings: Settings) -> Outbox:

@@ -41,7 +41,9 @@ class VoskTranscriber:
     close right after it, and the first command word is lost ("set a timer" -> "timer").
     """
 
-    def __init__(self, *, model_path: Path, phrases: Sequence[str] = ()) -> None:
+    def __init__(
+        self, *, model_path: Path, phrases: Sequence[str] = (), wake_words: Iterable[str] = ()
+    ) -> None:
         """`phrases`: lowercase, single-spaced (as SttSettings makes them); empty = dictation."""
         self._vosk = _import_vosk()
         try:
@@ -50,6 +52,8 @@ class VoskTranscriber:
             raise ModelError(f"cannot load Vosk model {model_path}: {exc}") from exc
         self._grammar: str | None = None
         self._phrases = frozenset(phrases)
+        # The wake phrase's own words ("hey", "jarvis"): a cut never keeps them.
+        self._wake_words = frozenset(word.lower() for word in wake_words)
         if phrases:
             self._grammar = self._grammar_for(model_path, list(dict.fromkeys(phrases)))
         self._recognizer: Any = None
@@ -116,7 +120,7 @@ class VoskTranscriber:
     def _after_preroll(self, words: Iterable[Mapping[str, Any]]) -> list[TimedWord]:
         """The words after the wake word, times made relative to the pre-roll's end."""
         timed = [(float(w["start"]), float(w["end"]), w) for w in words]
-        cut = wake_word_end(timed, self._skip_s)
+        cut = wake_word_end(timed, self._skip_s, self._wake_words)
         kept = []
         for start, end, word in timed:
             if (start + end) / 2 >= cut:
@@ -145,18 +149,33 @@ class VoskTranscriber:
         return Transcript(text=_text(words), confidence=confidence, words=tuple(words))
 
 
-def wake_word_end(words: Sequence[tuple[float, float, Any]], detected_s: float) -> float:
+def wake_word_end(
+    words: Sequence[tuple[float, float, Any]],
+    detected_s: float,
+    wake_words: frozenset[str] = frozenset(),
+) -> float:
     """Where the wake word ended: the widest pause in the last PAUSE_LOOKBACK_S before the
     detection, else the detection itself. Words centred before it are the wake word.
 
     openWakeWord often fires 0.1-0.4 s after the word ends, by when the first command word
-    has begun ("hey jarvis, what time is it" -> "time is it" if cut at the detection).
+    has begun ("hey jarvis, what time is it" -> "time is it" if cut at the detection). A
+    pause only counts when every word between it and the detection ended before the
+    detection and none of them is one of `wake_words`: an early detection, still inside
+    "jarvis", must not cut at the pause between "hey" and "jarvis".
     """
     best_gap, cut = MIN_PAUSE_S, detected_s
-    for (_, end, _), (start, _, _) in itertools.pairwise(words):
-        if detected_s - PAUSE_LOOKBACK_S <= start <= detected_s and start - end >= best_gap:
-            best_gap, cut = start - end, (start + end) / 2
+    for i, ((_, end, _), (start, _, _)) in enumerate(itertools.pairwise(words)):
+        gap = start - end
+        if not (detected_s - PAUSE_LOOKBACK_S <= start <= detected_s and gap >= best_gap):
+            continue
+        between = [w for w in words[i + 1 :] if w[0] < detected_s]
+        if all(w_end <= detected_s and _name(w) not in wake_words for _, w_end, w in between):
+            best_gap, cut = gap, (start + end) / 2
     return cut
+
+
+def _name(word: Any) -> str:
+    return str(word["word"]).lower() if isinstance(word, Mapping) else str(word).lower()
 
 
 def _text(words: Iterable[TimedWord]) -> str:

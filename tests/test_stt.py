@@ -143,3 +143,15 @@ def test_a_pause_long_before_the_detection_is_not_the_wake_words_end() -> None:
     words = [(0.50, 0.80, "hey"), (1.20, 1.90, "jarvis"), (1.90, 2.20, "what")]
     assert 2.30 - PAUSE_LOOKBACK_S > 1.20
     assert wake_word_end(words, 2.30) == 2.30
+
+
+def test_an_early_detection_inside_jarvis_never_cuts_before_it() -> None:
+    """The pause between "hey" and "jarvis" is in the window, but "jarvis" is still going."""
+    words = [(0.90, 1.20, "hey"), (1.40, 1.95, "jarvis"), (2.00, 2.30, "turn")]
+    assert wake_word_end(words, 1.80, frozenset({"hey", "jarvis"})) == 1.80
+
+
+def test_a_short_jarvis_after_a_pause_is_still_the_wake_word() -> None:
+    words = [(0.90, 1.20, "hey"), (1.40, 1.70, "jarvis"), (1.80, 2.10, "turn")]
+    assert wake_word_end(words, 1.75, frozenset({"hey", "jarvis"})) == 1.75
+    assert wake_word_end(words, 1.75) == pytest.approx(1.30)  # why the wake words are needed
