@@ -57,7 +57,8 @@ def last_voiced_sample(samples: Samples) -> int:
 def in_room(samples: Samples, *, seed: int) -> Samples:
     """`samples` heard over room tone, as a microphone never gives digital silence."""
     mixed = samples.astype(np.int32) + room_tone(len(samples) / SAMPLE_RATE, seed=seed)
-    return np.clip(mixed, -32768, 32767).astype(np.int16)
+    clipped: Samples = np.clip(mixed, -32768, 32767).astype(np.int16)
+    return clipped
 
 
 class Speech:

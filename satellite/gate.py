@@ -5,7 +5,8 @@ last few seconds, so it follows a fan switched on (after FLOOR_WINDOW_S) and nee
 per-microphone calibration. `GatedDetector` keeps the frames the gate held back and, when the
 gate opens, feeds the wake detector the last REPLAY_S of them before the frame that opened it:
 openWakeWord's features look back about two seconds, so it scores the opening frames exactly
-as if it had heard everything.
+as if it had heard everything. `VoiceEnd` uses the same kind of floor to time the silence
+after a voice, which ends an utterance.
 """
 
 from __future__ import annotations

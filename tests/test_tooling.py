@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "satellite", "tests"],
-        ["ruff", "format", "--check", "satellite", "tests"],
-        ["mypy", "satellite"],
+        ["ruff", "check", "satellite", "tests", "benchmarks"],
+        ["ruff", "format", "--check", "satellite", "tests", "benchmarks"],
+        ["mypy", "satellite", "benchmarks"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
 )
