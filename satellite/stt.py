@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 # this long before the detection (less than "jarvis" lasts, so never the pause before it).
 MIN_PAUSE_S = 0.06
 PAUSE_LOOKBACK_S = 0.4
+# A wake-phrase word starting within this long after the detection is the wake word's tail.
+WAKE_TAIL_S = 0.5
 # Vosk's word for "speech outside the grammar"; it is never part of a transcript.
 UNKNOWN = "[unk]"
 
@@ -132,6 +134,10 @@ class VoskTranscriber:
                         conf=min(1.0, max(0.0, float(word.get("conf", 1.0)))),
                     )
                 )
+        # A detection early in "jarvis" leaves its second half after the cut: words of the
+        # wake phrase right at the start are the wake word, not the command.
+        while kept and kept[0].word in self._wake_words and kept[0].start < WAKE_TAIL_S:
+            kept.pop(0)
         return kept
 
     def _transcript(self, result: Mapping[str, Any]) -> Transcript | None:

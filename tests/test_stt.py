@@ -155,3 +155,18 @@ def test_a_short_jarvis_after_a_pause_is_still_the_wake_word() -> None:
     words = [(0.90, 1.20, "hey"), (1.40, 1.70, "jarvis"), (1.80, 2.10, "turn")]
     assert wake_word_end(words, 1.75, frozenset({"hey", "jarvis"})) == 1.75
     assert wake_word_end(words, 1.75) == pytest.approx(1.30)  # why the wake words are needed
+
+
+def test_an_early_detection_does_not_leave_jarvis_in_the_transcript() -> None:
+    """The detection came inside "jarvis" (Vosk puts the word after the cut): dropped."""
+    aware = VoskTranscriber.__new__(VoskTranscriber)  # only the word filter, no model
+    aware._skip_s, aware._wake_words = 1.0, frozenset({"hey", "jarvis"})
+    words = [
+        {"word": "hey", "start": 0.40, "end": 0.70},
+        {"word": "jarvis", "start": 0.90, "end": 1.35},
+        {"word": "turn", "start": 1.45, "end": 1.70},
+        {"word": "on", "start": 1.70, "end": 1.85},
+    ]
+    assert [w.word for w in aware._after_preroll(words)] == ["turn", "on"]
+    aware._wake_words = frozenset()
+    assert [w.word for w in aware._after_preroll(words)] == ["jarvis", "turn", "on"]
