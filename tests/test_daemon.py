@@ -89,7 +89,7 @@ def test_sigterm_says_stopping_and_exits_0_within_2_s(
 def test_sighup_reloads_the_config_and_keeps_it_on_errors(
     tmp_path: Path, broker: Broker, fifo_mic: FifoMic, notify: NotifySocket, speech_cache: Path
 ) -> None:
-    sat, config = start(tmp_path, broker, fifo_mic, notify)
+    sat, config = start(tmp_path, broker, fifo_mic, notify, wake={"threshold": 0.5})
     with sat, Probe(broker.host, broker.port, "v1/voice_assistant/room/salon/#") as probe:
         probe.wait_for(lambda m: m.topic.endswith("/status") and b'"online":true' in m.payload, 10)
         config.write_text(config.read_text().replace("threshold = 0.5", "threshold = 0.99999"))

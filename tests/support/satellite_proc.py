@@ -41,7 +41,7 @@ def write_config(path: Path, sections: Mapping[str, Mapping[str, Any]], **top: A
 def room_config(
     path: Path, *, port: int, room_id: str = "salon", satellite_id: str = "sat1", **extra: Any
 ) -> Path:
-    """The standard test room: fifomic, hey_jarvis at 0.5, local broker on `port`."""
+    """The standard test room: fifomic, hey_jarvis at the default threshold, broker on `port`."""
     sections: dict[str, dict[str, Any]] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
         "audio": {"device": "fifomic"},
