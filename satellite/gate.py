@@ -33,26 +33,29 @@ WINDOW_SAMPLES = round(SAMPLE_RATE * WINDOW_S)
 VOICE_MARGIN_DB = 10.0
 
 
+_FULL_SCALE_DB = 20.0 * math.log10(32768.0)
+
+
+def _dbfs(power: float) -> float:
+    if power <= 0.0:
+        return SILENT_DBFS
+    return max(SILENT_DBFS, 10.0 * math.log10(power) - _FULL_SCALE_DB)
+
+
 def rms_dbfs(frame: Frame) -> float:
     """The RMS level of a frame of int16 samples in dBFS (SILENT_DBFS for all zeros)."""
     if len(frame) == 0:
         return SILENT_DBFS
     samples = frame.astype(np.float32)
-    power = float(np.dot(samples, samples)) / len(frame)
-    if power <= 0.0:
-        return SILENT_DBFS
-    return max(SILENT_DBFS, 10.0 * math.log10(power) - 20.0 * math.log10(32768.0))
+    return _dbfs(float(np.dot(samples, samples)) / len(frame))
 
 
-def window_dbfs(frame: Frame) -> npt.NDArray[np.float64]:
-    """The RMS level of each 10 ms window of a frame, in dBFS (at least SILENT_DBFS)."""
+def window_power(frame: Frame) -> npt.NDArray[np.float64]:
+    """The mean power of each 10 ms window of a frame (int16 units squared)."""
     windows = len(frame) // WINDOW_SAMPLES
     blocks = frame[: windows * WINDOW_SAMPLES].astype(np.float64).reshape(windows, -1)
-    power = np.maximum((blocks * blocks).mean(axis=1), 1e-12)
-    levels: npt.NDArray[np.float64] = np.maximum(
-        10.0 * np.log10(power) - 20.0 * math.log10(32768.0), SILENT_DBFS
-    )
-    return levels
+    power: npt.NDArray[np.float64] = (blocks * blocks).mean(axis=1)
+    return power
 
 
 class NoiseFloor:
@@ -77,7 +80,6 @@ class EnergyGate:
         self._hangover_frames = frames_for(hangover_s)
         self._floor = NoiseFloor()
         self._hangover_left = 0
-        self.level_dbfs = SILENT_DBFS
         self.open = False
 
     @property
@@ -87,7 +89,7 @@ class EnergyGate:
 
     def update(self, frame: Frame) -> bool:
         """Judge one frame; whether the gate is open for it."""
-        self.level_dbfs = level = rms_dbfs(frame)
+        level = rms_dbfs(frame)
         if level >= self._floor.add(level) + self.margin_db:
             self._hangover_left = self._hangover_frames
             self.open = True
@@ -113,8 +115,11 @@ class VoiceEnd:
 
     def update(self, frame: Frame) -> float:
         """Take one frame (every frame, so the floor stays current); the silence now."""
-        floor = self._floor.add(rms_dbfs(frame))
-        loud = np.flatnonzero(window_dbfs(frame) >= floor + self.margin_db)
+        # One conversion per frame: the frame's level is the mean of its windows' powers.
+        power = window_power(frame)
+        floor = self._floor.add(_dbfs(float(power.mean())))
+        threshold = 10.0 ** ((floor + self.margin_db + _FULL_SCALE_DB) / 10.0)
+        loud = np.flatnonzero(power >= threshold)
         if len(loud):
             self.silence_s = (len(frame) // WINDOW_SAMPLES - 1 - int(loud[-1])) * WINDOW_S
         else:
