@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -61,6 +62,20 @@ class FakeLeds:
 
     def set_pattern(self, name: str) -> None:
         self.patterns.append(name)
+
+
+def bare_controller(**overrides: Any) -> Controller:
+    """A controller on fakes that ignore everything, with `overrides` to its keywords."""
+    keywords: dict[str, Any] = {
+        "topics": TOPICS,
+        "source": "satellite/sat1",
+        "indicator": FakeIndicator(),
+        "leds": FakeLeds(),
+        "request_session": lambda change: None,
+        "on_change": lambda view, counters: None,
+        "save_mute": lambda muted: None,
+    }
+    return Controller(**{**keywords, **overrides})
 
 
 class Harness:
@@ -186,15 +201,7 @@ def test_control_thread_applies_submitted_items_in_order() -> None:
             views.append(view)
             changed.notify_all()
 
-    controller = Controller(
-        topics=TOPICS,
-        source="satellite/sat1",
-        indicator=FakeIndicator(),
-        leds=FakeLeds(),
-        request_session=lambda change: None,
-        on_change=on_change,
-        save_mute=lambda muted: None,
-    )
+    controller = bare_controller(on_change=on_change)
     controller.start()
     try:
         controller.submit(MqttMessage(STATE.format("s1"), b'{"state":"responding"}'))
@@ -212,16 +219,7 @@ def test_control_microphone_fault_shows_error_and_reports_the_reason(harness: Ha
 
 
 def test_control_oversized_payloads_are_dropped_on_arrival_and_counted() -> None:
-    controller = Controller(
-        topics=TOPICS,
-        source="satellite/sat1",
-        indicator=FakeIndicator(),
-        leds=FakeLeds(),
-        request_session=lambda change: None,
-        on_change=lambda view, counters: None,
-        save_mute=lambda muted: None,
-        max_payload_bytes=1024,
-    )
+    controller = bare_controller(max_payload_bytes=1024)
     controller.submit(MqttMessage(STATE.format("s1"), b"x" * 5000))
     controller.close()  # the thread never ran: apply what was queued by hand
     queued = controller._queue.get_nowait()
