@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from satellite.errors import ModelError
-from satellite.frames import Frame
+from satellite.frames import SAMPLE_RATE, Frame, split_frames
 from satellite.session import Detection
 
 log = logging.getLogger(__name__)
+
+# openWakeWord's reset() refills its feature history from unseeded random noise, and its
+# buffers then score 0.3 and more on plain room tone for about a second: a false wake after
+# unmuting. The detector instead restores the state it had after hearing this long of a quiet
+# room (longer than the ~2 s its features look back), the same every time.
+QUIET_S = 3.0
+QUIET_STD = 30.0  # the room tone's standard deviation (int16 units): a quiet room
+_STREAM_STATE = (
+    "raw_data_buffer",
+    "melspectrogram_buffer",
+    "accumulated_samples",
+    "raw_data_remainder",
+    "feature_buffer",
+)
 
 
 class OwwDetector:
@@ -35,8 +52,10 @@ class OwwDetector:
         self.patience = patience
         self._names = {path.stem: name for name, path in models.items()}
         self._model = _load(list(models.values()), melspec, embedding, noise_suppression)
+        self._quiet = _quiet_state(self._model)
         self.scores: dict[str, float] = dict.fromkeys(models, 0.0)
         self._above: dict[str, int] = dict.fromkeys(models, 0)
+        self.reset()
 
     def process(self, frame: Frame) -> Detection | None:
         """Score one frame; a Detection for the best model at or above the threshold."""
@@ -51,8 +70,15 @@ class OwwDetector:
         return best
 
     def reset(self) -> None:
-        """Forget buffered audio and scores, so the wake word just heard cannot fire again."""
-        self._model.reset()
+        """Forget buffered audio and scores, so the wake word just heard cannot fire again.
+
+        The detector is left as if it had heard QUIET_S of a quiet room (not openWakeWord's
+        own reset(), see QUIET_S).
+        """
+        self._model.prediction_buffer.clear()
+        features = self._model.preprocessor
+        for name, value in self._quiet.items():
+            setattr(features, name, _copy(value))
         self._above = dict.fromkeys(self._above, 0)
         self.scores = dict.fromkeys(self.scores, 0.0)
 
@@ -64,6 +90,23 @@ class OwwDetector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _quiet_state(model: Any) -> dict[str, Any]:
+    """openWakeWord's streaming buffers after QUIET_S of seeded room tone."""
+    rng = np.random.default_rng(0)
+    tone = np.round(rng.normal(0.0, QUIET_STD, round(QUIET_S * SAMPLE_RATE))).astype(np.int16)
+    for frame in split_frames(tone):
+        model.predict(frame)
+    return {name: _copy(getattr(model.preprocessor, name)) for name in _STREAM_STATE}
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, deque):
+        return deque(value, maxlen=value.maxlen)
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    return value
 
 
 def _load(paths: list[Path], melspec: Path, embedding: Path, noise_suppression: bool) -> Any:
