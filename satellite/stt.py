@@ -60,9 +60,14 @@ class VoskTranscriber:
             self._grammar = self._grammar_for(model_path, list(dict.fromkeys(phrases)))
         self._recognizer: Any = None
         self._skip_s = 0.0
+        self._wake_end_s: float | None = None
 
-    def start(self, preroll: Frame) -> None:
-        """Begin a new utterance; `preroll` ends with the frame that detected the wake word."""
+    def start(self, preroll: Frame, wake_end_s: float | None = None) -> None:
+        """Begin a new utterance; `preroll` ends with the frame that detected the wake word.
+
+        `wake_end_s`: where in the pre-roll the wake word ended, when the caller knows (a
+        pause found in the audio); otherwise it is found from the words Vosk decodes.
+        """
         if self._grammar is None:
             self._recognizer = self._vosk.KaldiRecognizer(self._model, SAMPLE_RATE)
         else:
@@ -70,6 +75,7 @@ class VoskTranscriber:
         self._recognizer.SetWords(True)
         self._recognizer.SetPartialWords(True)
         self._skip_s = len(preroll) / SAMPLE_RATE
+        self._wake_end_s = wake_end_s
         # Whatever Vosk finalises inside the pre-roll is the wake word itself: discard it.
         self._recognizer.AcceptWaveform(preroll.tobytes())
 
@@ -122,7 +128,9 @@ class VoskTranscriber:
     def _after_preroll(self, words: Iterable[Mapping[str, Any]]) -> list[TimedWord]:
         """The words after the wake word, times made relative to the pre-roll's end."""
         timed = [(float(w["start"]), float(w["end"]), w) for w in words]
-        cut = wake_word_end(timed, self._skip_s, self._wake_words)
+        cut = self._wake_end_s
+        if cut is None:
+            cut = wake_word_end(timed, self._skip_s, self._wake_words)
         kept = []
         for start, end, word in timed:
             if (start + end) / 2 >= cut:

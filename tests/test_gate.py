@@ -16,6 +16,7 @@ from satellite.gate import (
     EnergyGate,
     GatedDetector,
     VoiceEnd,
+    last_pause,
     rms_dbfs,
 )
 from satellite.models import feature_model_paths, wake_model_path
@@ -78,6 +79,61 @@ def test_voice_end_times_silence_to_the_10_ms_window() -> None:
     assert silences[:4] == [0.0] * 4
     assert silences[4] == pytest.approx(0.05, abs=0.011)
     assert silences[9] == pytest.approx(0.45, abs=0.011)
+
+
+def spoken(*parts: tuple[str, float]) -> Frame:
+    """Room tone (about -61 dBFS) with a -20 dBFS tone where a part is "voice"."""
+    pieces = []
+    for kind, seconds in parts:
+        n = round(seconds * SAMPLE_RATE)
+        noise = room_tone(seconds, seed=len(pieces))[:n].astype(np.float64)
+        if kind == "voice":
+            t = np.arange(n) / SAMPLE_RATE
+            noise += 0.1 * 32768 * np.sqrt(2) * np.sin(2 * np.pi * 440 * t)
+        pieces.append(np.round(noise).astype(np.int16))
+    return np.concatenate(pieces)
+
+
+FLOOR = -61.0  # room_tone's level
+
+
+def test_last_pause_is_the_middle_of_the_pause_after_the_wake_word() -> None:
+    audio = spoken(("pause", 0.3), ("voice", 0.8), ("pause", 0.2), ("voice", 0.2))
+    assert last_pause(audio, FLOOR) == pytest.approx(1.2 * SAMPLE_RATE, abs=160)
+
+
+def test_a_pause_still_going_at_the_detection_counts() -> None:
+    audio = spoken(("pause", 0.3), ("voice", 0.8), ("pause", 0.3))
+    assert last_pause(audio, FLOOR) == pytest.approx(1.25 * SAMPLE_RATE, abs=160)
+
+
+def test_the_widest_pause_near_the_end_wins() -> None:
+    audio = spoken(("voice", 0.6), ("pause", 0.12), ("voice", 0.1), ("pause", 0.25), ("voice", 0.1))
+    assert last_pause(audio, FLOOR) == pytest.approx(0.945 * SAMPLE_RATE, abs=160)
+
+
+def test_no_pause_without_a_long_enough_quiet_run_near_the_end() -> None:
+    assert last_pause(spoken(("voice", 1.5)), FLOOR) is None
+    # Shorter than a pause (the closure of a stop consonant).
+    assert last_pause(spoken(("voice", 1.0), ("pause", 0.06), ("voice", 0.4)), FLOOR) is None
+    # The silence before the wake phrase: ended too long before the detection.
+    assert last_pause(spoken(("pause", 0.5), ("voice", 0.8)), FLOOR) is None
+    # Quiet is judged against the floor: in a room as loud as the voice nothing is a pause.
+    assert last_pause(spoken(("voice", 1.0), ("pause", 0.2), ("voice", 0.2)), -25.0) is None
+    assert last_pause(spoken(("pause", 1.5)), FLOOR) is None
+    # A voice only 15 dB over a noisy room: its soft sounds would pass for pauses.
+    assert last_pause(spoken(("voice", 1.0), ("pause", 0.2), ("voice", 0.2)), -35.0) is None
+    assert last_pause(spoken(("voice", 1.0), ("pause", 0.2), ("voice", 0.2)), -41.0) is not None
+
+
+def test_voice_end_finds_the_pause_against_its_own_floor() -> None:
+    voice = VoiceEnd()
+    audio = spoken(("pause", 5.0), ("voice", 0.8), ("pause", 0.2), ("voice", 0.2))
+    for f in split_frames(audio):
+        voice.update(f)
+    assert voice.floor_dbfs == pytest.approx(FLOOR, abs=1.0)
+    preroll = audio[-round(1.5 * SAMPLE_RATE) :]
+    assert voice.pause_in(preroll) == pytest.approx(1.2 * SAMPLE_RATE, abs=160)
 
 
 class Recorder:

@@ -53,10 +53,12 @@ class FakeTranscriber:
     script: list[SttUpdate] = field(default_factory=list)
     flush: Transcript | None = None
     prerolls: list[int] = field(default_factory=list)
+    wake_ends: list[float | None] = field(default_factory=list)
     fed: int = 0
 
-    def start(self, preroll: Frame) -> None:
+    def start(self, preroll: Frame, wake_end_s: float | None = None) -> None:
         self.prerolls.append(len(preroll))
+        self.wake_ends.append(wake_end_s)
         self.fed = 0
 
     def feed(self, f: Frame) -> SttUpdate:
@@ -276,6 +278,34 @@ def test_session_ends_on_trailing_silence_of_the_voice_not_the_late_partial() ->
     assert frames_until_final(late, trailing_s=0.8, audio=audio) == 16
     # On the partial alone: 10 frames after it last changed (frame 13).
     assert frames_until_final(late, trailing_s=0.8) == 23
+
+
+def test_session_starts_the_recogniser_in_the_pause_after_the_wake_word() -> None:
+    m = machine(FakeTranscriber([SttUpdate("")]), preroll_s=1.6)
+    m.voice = VoiceEnd()
+    clip = [np.concatenate([f[:-1], [0]]).astype(np.int16) for f in voiced_then_silent(0.0, 5.0)]
+    clip += [f.copy() for f in voiced_then_silent(0.96, 0.96)]
+    clip += [f.copy() for f in voiced_then_silent(0.0, 0.24)]
+    clip += [f.copy() for f in voiced_then_silent(0.32, 0.32)]
+    clip[-1][0] = LOUD  # the detector fires on the last frame
+    events = run(m, clip)
+    assert isinstance(events[0], WakeDetected)
+    m.process(frame())
+    # The pre-roll starts in the middle of the 0.24 s pause: 0.12 + 0.32 s of it remain.
+    assert m.transcriber.prerolls == [round(0.44 * 16000)]  # type: ignore[attr-defined]
+    assert m.transcriber.wake_ends == [0.0]  # type: ignore[attr-defined]
+
+
+def test_session_decodes_the_whole_preroll_when_there_was_no_pause() -> None:
+    m = machine(FakeTranscriber([SttUpdate("")]), preroll_s=1.6)
+    m.voice = VoiceEnd()
+    clip = [f.copy() for f in voiced_then_silent(0.0, 5.0)]
+    clip += [f.copy() for f in voiced_then_silent(1.6, 1.6)]
+    clip[-1][0] = LOUD
+    run(m, clip)
+    m.process(frame())
+    assert m.transcriber.prerolls == [20 * FRAME_SAMPLES]  # type: ignore[attr-defined]
+    assert m.transcriber.wake_ends == [None]  # type: ignore[attr-defined]
 
 
 def test_session_words_heard_then_withdrawn_end_after_the_trailing_silence() -> None:

@@ -24,9 +24,9 @@ def transcriber() -> VoskTranscriber:
 
 
 def transcribe(
-    t: VoskTranscriber, preroll: np.ndarray, rest: np.ndarray
+    t: VoskTranscriber, preroll: np.ndarray, rest: np.ndarray, wake_end_s: float | None = None
 ) -> tuple[list[str], Transcript | None]:  # type: ignore[type-arg]
-    t.start(preroll)
+    t.start(preroll, wake_end_s)
     partials: list[str] = []
     for frame in split_frames(np.concatenate([rest, np.zeros(3 * 16000, np.int16)])):
         update = t.feed(frame)
@@ -48,6 +48,20 @@ def test_command_after_the_preroll_is_transcribed_without_the_wake_word(
     assert [w.word for w in final.words] == final.text.split()
     assert all(0 <= w.start <= w.end for w in final.words)
     assert partials and all("jarvis" not in p for p in partials)
+
+
+def test_a_preroll_that_starts_after_the_wake_word_is_all_command(
+    transcriber: VoskTranscriber, speech_cache: Path
+) -> None:
+    """The session found the pause after the wake word and started the pre-roll there: the
+    command's first words, said before the detection, are kept."""
+    command = speak("turn on the kitchen lights", cache_dir=speech_cache)
+    head = round(1.0 * 16000)
+    _, final = transcribe(transcriber, command[:head], command[head:], wake_end_s=0.0)
+    assert final is not None and final.text == "turn on the kitchen lights"
+    # Without it, words centred in the pre-roll count as the wake word.
+    _, final = transcribe(transcriber, command[:head], command[head:])
+    assert final is not None and not final.text.startswith("turn on")
 
 
 def test_preroll_alone_gives_no_final(transcriber: VoskTranscriber, speech_cache: Path) -> None:
@@ -160,7 +174,7 @@ def test_a_short_jarvis_after_a_pause_is_still_the_wake_word() -> None:
 def test_an_early_detection_does_not_leave_jarvis_in_the_transcript() -> None:
     """The detection came inside "jarvis" (Vosk puts the word after the cut): dropped."""
     aware = VoskTranscriber.__new__(VoskTranscriber)  # only the word filter, no model
-    aware._skip_s, aware._wake_words = 1.0, frozenset({"hey", "jarvis"})
+    aware._skip_s, aware._wake_words, aware._wake_end_s = 1.0, frozenset({"hey", "jarvis"}), None
     words = [
         {"word": "hey", "start": 0.40, "end": 0.70},
         {"word": "jarvis", "start": 0.90, "end": 1.35},
