@@ -32,8 +32,8 @@ WINDOW_SAMPLES = round(SAMPLE_RATE * WINDOW_S)
 # last syllable do not hold an utterance open.
 VOICE_MARGIN_DB = 10.0
 # The pause after the wake word: at least this long (longer than the closure of a stop
-# consonant), and still going or ended at most PAUSE_WITHIN_S before the detection
-# (openWakeWord fires 0.1-0.4 s after "jarvis"; less than the wake phrase lasts).
+# consonant), and ending at most PAUSE_WITHIN_S before the detection or after it
+# (openWakeWord fires up to 0.4 s after "jarvis"; less than the wake phrase lasts).
 PAUSE_MIN_S = 0.1
 PAUSE_WITHIN_S = 0.5
 # Only where the voice stands this far over the floor: in a noisy room soft sounds inside
@@ -144,28 +144,30 @@ class VoiceEnd:
         """The noise floor voices are judged against."""
         return self._floor.dbfs
 
-    def pause_in(self, audio: Frame) -> int | None:
+    def pause_in(self, audio: Frame, detected_at: int) -> int | None:
         """Where the speaker paused after the wake word, if they did: see `last_pause`.
 
-        `audio` ends with the frame last given to `update` (the pre-roll at a detection).
+        `audio` ends with the frame last given to `update`.
         """
-        return last_pause(audio, self._floor.dbfs, margin_db=self.margin_db)
+        return last_pause(audio, self._floor.dbfs, detected_at, margin_db=self.margin_db)
 
 
 def last_pause(
     audio: Frame,
     floor_dbfs: float,
+    detected_at: int | None = None,
     *,
     margin_db: float = VOICE_MARGIN_DB,
     min_s: float = PAUSE_MIN_S,
     within_s: float = PAUSE_WITHIN_S,
 ) -> int | None:
-    """The sample in the middle of the widest pause near the end of `audio`, or None.
+    """The sample in the middle of the widest pause around a detection, or None.
 
     A pause is a run of at least `min_s` of 10 ms windows under `margin_db` over the floor,
-    after a voice, that lasts to the end of `audio` or ends in its last `within_s`; only
-    where the voice peaks PAUSE_CONTRAST_DB over the floor. Starting the recogniser there
-    skips the wake word without cutting into the command.
+    after a voice, that ends after `within_s` before the sample `detected_at` (default: the
+    end of `audio`) or lasts to the end of `audio`; only where the voice peaks
+    PAUSE_CONTRAST_DB over the floor. Starting the recogniser there skips the wake word
+    without cutting into the command.
     """
     windows = len(audio) // WINDOW_SAMPLES
     offset = len(audio) - windows * WINDOW_SAMPLES  # whole windows, aligned to the end
@@ -174,7 +176,8 @@ def last_pause(
         return None
     quiet = power < _power(floor_dbfs + margin_db)
     shortest = round(min_s / WINDOW_S)
-    earliest_end = windows - round(within_s / WINDOW_S)
+    detected = windows if detected_at is None else (detected_at - offset) // WINDOW_SAMPLES
+    earliest_end = detected - round(within_s / WINDOW_S)
     best: tuple[int, int] | None = None  # (length, middle window)
     run_start = None
     for i, is_quiet in enumerate([*quiet.tolist(), False]):

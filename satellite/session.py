@@ -11,7 +11,11 @@ from typing import Protocol
 import numpy as np
 
 from satellite.contracts import new_id
-from satellite.frames import FRAME_S, Frame, frames_for
+from satellite.frames import FRAME_S, SAMPLE_RATE, Frame, frames_for
+
+# After a detection the recogniser waits this long for the pause after the wake word:
+# openWakeWord often fires inside "jarvis" or just as the pause begins.
+PAUSE_WAIT_S = 0.24
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,22 @@ class VoiceTracker(Protocol):
 
     def update(self, frame: Frame) -> float: ...
 
-    def pause_in(self, audio: Frame) -> int | None: ...
+    def pause_in(self, audio: Frame, detected_at: int) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Preroll:
+    """The audio a recogniser starts with, and where the wake word is in it."""
+
+    audio: Frame
+    detected_s: float  # where in `audio` the wake word was detected (its frame's end)
+    wake_end_s: float | None = None  # where it ended, if a pause showed it; None: find it
 
 
 class Transcriber(Protocol):
     """Streaming speech-to-text for one utterance at a time (see satellite.stt)."""
 
-    def start(self, preroll: Frame, wake_end_s: float | None = None) -> None: ...
+    def start(self, preroll: Preroll) -> None: ...
 
     def feed(self, frame: Frame) -> SttUpdate: ...
 
@@ -168,8 +181,10 @@ class _Utterance:
     session_id: str
     utt_id: str
     no_speech_timeout_s: float
-    preroll: Frame | None  # handed to the recogniser with the first frame, then None
-    wake_end_s: float | None = None  # where in the pre-roll the wake word ended, if known
+    # The audio the recogniser has not had yet (the pre-roll, then the frames heard while it
+    # waits for the pause after the wake word); None once it has started.
+    pending: Frame | None
+    detected_at: int | None  # the detection's sample in `pending`; None: no wake word
     frames: int = 0
     sequence: int = 0
     partial: str = ""
@@ -248,13 +263,7 @@ class SessionMachine:
         session_id = self.new_id()
         preroll = np.concatenate(list(self._preroll))
         self._preroll.clear()
-        wake_end_s = None
-        # Where the speaker paused after the wake word, the recogniser can start: the wake
-        # word is then not decoded at all (Vosk spends ~0.2 s of CPU per second of speech).
-        pause = self.voice.pause_in(preroll) if self.voice is not None else None
-        if pause is not None:
-            preroll, wake_end_s = preroll[pause:], 0.0
-        listening = self._start(session_id, preroll, self.timing.no_speech_timeout_s, wake_end_s)
+        listening = self._start(session_id, preroll, self.timing.no_speech_timeout_s, len(preroll))
         return [WakeDetected(session_id, detection.wake_word, detection.score), listening]
 
     def _start(
@@ -262,20 +271,18 @@ class SessionMachine:
         session_id: str,
         preroll: Frame,
         no_speech_timeout_s: float,
-        wake_end_s: float | None = None,
+        detected_at: int | None = None,
     ) -> Listening:
-        # The recogniser starts (decoding the pre-roll, ~0.1-0.4 s of CPU) with the next frame,
+        # The recogniser starts (decoding the pre-roll, ~0.1-0.4 s of CPU) with a later frame,
         # so wake_detected goes out now instead of after it.
-        utterance = _Utterance(session_id, self.new_id(), no_speech_timeout_s, preroll)
-        utterance.wake_end_s = wake_end_s
+        utterance = _Utterance(session_id, self.new_id(), no_speech_timeout_s, preroll, detected_at)
         self._utterance = utterance
         return Listening(session_id, utterance.utt_id)
 
     def _listen(self, utt: _Utterance, frame: Frame) -> list[Event]:
-        if utt.preroll is not None:
-            self.transcriber.start(utt.preroll, utt.wake_end_s)
-            utt.preroll = None
         utt.frames += 1
+        if utt.pending is not None and not self._begin(utt, utt.pending, frame):
+            return []
         update = self.transcriber.feed(frame)
         events: list[Event] = []
         if update.partial != utt.partial:
@@ -290,6 +297,36 @@ class SessionMachine:
         if self._should_end(utt):
             return [*events, *self._close(utt, self.transcriber.finish())]
         return events
+
+    def _begin(self, utt: _Utterance, pending: Frame, frame: Frame) -> bool:
+        """Start the recogniser, or hold `frame` back while waiting for the pause after the
+        wake word; whether it started (and `frame` is still to be fed).
+
+        Starting in that pause, the recogniser never decodes the wake word (Vosk spends
+        ~0.2 s of CPU per second of speech) and the command starts clean. Without one (fluent
+        speech, a noisy room) it decodes the whole pre-roll and the wake word is cut by the
+        words' times.
+        """
+        at = utt.detected_at
+        if at is None:  # opened without the wake word: all of it is command
+            self._start_recogniser(utt, Preroll(pending, len(pending) / SAMPLE_RATE, 0.0))
+            return True
+        if self.voice is None:
+            self._start_recogniser(utt, Preroll(pending, at / SAMPLE_RATE))
+            return True
+        if len(pending) - at < round(PAUSE_WAIT_S * SAMPLE_RATE):
+            utt.pending = np.concatenate([pending, frame])
+            return False
+        pause = self.voice.pause_in(pending, at)
+        if pause is None:
+            self._start_recogniser(utt, Preroll(pending, at / SAMPLE_RATE))
+        else:
+            self._start_recogniser(utt, Preroll(pending[pause:], (at - pause) / SAMPLE_RATE, 0.0))
+        return True
+
+    def _start_recogniser(self, utt: _Utterance, preroll: Preroll) -> None:
+        self.transcriber.start(preroll)
+        utt.pending = None
 
     def _should_end(self, utt: _Utterance) -> bool:
         t = self.timing

@@ -11,7 +11,7 @@ from typing import Any
 
 from satellite.errors import ConfigError, ModelError
 from satellite.frames import SAMPLE_RATE, Frame
-from satellite.session import SttUpdate, TimedWord, Transcript
+from satellite.session import Preroll, SttUpdate, TimedWord, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,10 @@ class PhraseError(ModelError, ConfigError):
 class VoskTranscriber:
     """Feeds one utterance to Vosk and returns partial and final text without the wake word.
 
-    The recogniser also hears the pre-roll (the audio up to and including the frame on which
-    the wake word fired), so it decodes the wake word as words instead of mangling its tail
-    into the first command word; words centred in the pre-roll are then dropped by time.
+    The session starts it in the pause after the wake word when there is one. Otherwise it
+    also hears the pre-roll (the audio up to and including the frame on which the wake word
+    fired), so it decodes the wake word as words instead of mangling its tail into the first
+    command word, and the words before the wake word's end are dropped by time.
 
     With `phrases` (a command-only room) Vosk decodes only their words and "[unk]", which
     absorbs the wake word in the pre-roll and anything else said; "[unk]" is dropped, and a
@@ -62,11 +63,12 @@ class VoskTranscriber:
         self._skip_s = 0.0
         self._wake_end_s: float | None = None
 
-    def start(self, preroll: Frame, wake_end_s: float | None = None) -> None:
-        """Begin a new utterance; `preroll` ends with the frame that detected the wake word.
+    def start(self, preroll: Preroll) -> None:
+        """Begin a new utterance with the audio around the wake word.
 
-        `wake_end_s`: where in the pre-roll the wake word ended, when the caller knows (a
-        pause found in the audio); otherwise it is found from the words Vosk decodes.
+        Where the wake word ended is `preroll.wake_end_s` when the session found the pause
+        after it; otherwise it is found from the words Vosk decodes. Word times are from the
+        detection.
         """
         if self._grammar is None:
             self._recognizer = self._vosk.KaldiRecognizer(self._model, SAMPLE_RATE)
@@ -74,10 +76,10 @@ class VoskTranscriber:
             self._recognizer = self._vosk.KaldiRecognizer(self._model, SAMPLE_RATE, self._grammar)
         self._recognizer.SetWords(True)
         self._recognizer.SetPartialWords(True)
-        self._skip_s = len(preroll) / SAMPLE_RATE
-        self._wake_end_s = wake_end_s
-        # Whatever Vosk finalises inside the pre-roll is the wake word itself: discard it.
-        self._recognizer.AcceptWaveform(preroll.tobytes())
+        self._skip_s = preroll.detected_s
+        self._wake_end_s = preroll.wake_end_s
+        # What Vosk finalises inside the pre-roll is dropped by time like any other word.
+        self._recognizer.AcceptWaveform(preroll.audio.tobytes())
 
     def feed(self, frame: Frame) -> SttUpdate:
         """Decode one frame; a final when Vosk's endpoint closed an utterance with words.
@@ -126,7 +128,7 @@ class VoskTranscriber:
         return bool(self._model.vosk_model_find_word(word) >= 0)
 
     def _after_preroll(self, words: Iterable[Mapping[str, Any]]) -> list[TimedWord]:
-        """The words after the wake word, times made relative to the pre-roll's end."""
+        """The words after the wake word, times made relative to the detection."""
         timed = [(float(w["start"]), float(w["end"]), w) for w in words]
         cut = self._wake_end_s
         if cut is None:
@@ -149,7 +151,7 @@ class VoskTranscriber:
         return kept
 
     def _transcript(self, result: Mapping[str, Any]) -> Transcript | None:
-        """None when nothing was said after the pre-roll; empty text when all of it was dropped."""
+        """None when nothing was said after the wake word; empty text when all was dropped."""
         heard = self._after_preroll(result.get("result", []))
         if not heard:
             return None

@@ -107,6 +107,17 @@ def test_a_pause_still_going_at_the_detection_counts() -> None:
     assert last_pause(audio, FLOOR) == pytest.approx(1.25 * SAMPLE_RATE, abs=160)
 
 
+def test_a_pause_after_the_detection_counts_and_the_window_is_before_the_detection() -> None:
+    audio = spoken(("pause", 0.3), ("voice", 0.8), ("pause", 0.2), ("voice", 0.2))
+    # Detected 0.1 s into "jarvis": the pause after it (0.2 s later) is found.
+    detected = round(0.6 * SAMPLE_RATE)
+    assert last_pause(audio, FLOOR, detected) == pytest.approx(1.2 * SAMPLE_RATE, abs=160)
+    # Detected late, 0.8 s after the pause ended: too long after it to be the wake word's.
+    late = spoken(("voice", 0.8), ("pause", 0.2), ("voice", 1.0))
+    assert last_pause(late, FLOOR, round(1.8 * SAMPLE_RATE)) is None
+    assert last_pause(late, FLOOR, round(1.3 * SAMPLE_RATE)) is not None
+
+
 def test_the_widest_pause_near_the_end_wins() -> None:
     audio = spoken(("voice", 0.6), ("pause", 0.12), ("voice", 0.1), ("pause", 0.25), ("voice", 0.1))
     assert last_pause(audio, FLOOR) == pytest.approx(0.945 * SAMPLE_RATE, abs=160)
@@ -133,7 +144,7 @@ def test_voice_end_finds_the_pause_against_its_own_floor() -> None:
         voice.update(f)
     assert voice.floor_dbfs == pytest.approx(FLOOR, abs=1.0)
     preroll = audio[-round(1.5 * SAMPLE_RATE) :]
-    assert voice.pause_in(preroll) == pytest.approx(1.2 * SAMPLE_RATE, abs=160)
+    assert voice.pause_in(preroll, len(preroll)) == pytest.approx(1.2 * SAMPLE_RATE, abs=160)
 
 
 class Recorder:

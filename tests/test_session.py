@@ -7,10 +7,12 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 
-from satellite.frames import FRAME_S, FRAME_SAMPLES, Frame
+from satellite.frames import FRAME_S, FRAME_SAMPLES, Frame, split_frames
 from satellite.gate import VoiceEnd
 from satellite.session import (
+    PAUSE_WAIT_S,
     Detection,
     EndReason,
     FaultChanged,
@@ -19,6 +21,7 @@ from satellite.session import (
     Interim,
     Listening,
     MuteChanged,
+    Preroll,
     SessionMachine,
     SessionTiming,
     SttUpdate,
@@ -52,13 +55,16 @@ class FakeTranscriber:
 
     script: list[SttUpdate] = field(default_factory=list)
     flush: Transcript | None = None
-    prerolls: list[int] = field(default_factory=list)
-    wake_ends: list[float | None] = field(default_factory=list)
+    starts: list[Preroll] = field(default_factory=list)
     fed: int = 0
 
-    def start(self, preroll: Frame, wake_end_s: float | None = None) -> None:
-        self.prerolls.append(len(preroll))
-        self.wake_ends.append(wake_end_s)
+    @property
+    def prerolls(self) -> list[int]:
+        """The length of each pre-roll the recogniser started with."""
+        return [len(preroll.audio) for preroll in self.starts]
+
+    def start(self, preroll: Preroll) -> None:
+        self.starts.append(preroll)
         self.fed = 0
 
     def feed(self, f: Frame) -> SttUpdate:
@@ -280,32 +286,53 @@ def test_session_ends_on_trailing_silence_of_the_voice_not_the_late_partial() ->
     assert frames_until_final(late, trailing_s=0.8) == 23
 
 
-def test_session_starts_the_recogniser_in_the_pause_after_the_wake_word() -> None:
-    m = machine(FakeTranscriber([SttUpdate("")]), preroll_s=1.6)
+def wake_then(*parts: tuple[str, float], detect_after_s: float) -> list[Frame]:
+    """5 s of room tone, then voice and pauses (whole frames each); the detector fires on
+    the frame that ends `detect_after_s` into them."""
+    lead = voiced_then_silent(0.0, 5.0)
+    audio = np.concatenate(
+        [*lead, *[f for k, t in parts for f in voiced_then_silent(t if k == "voice" else 0, t)]]
+    )
+    frames = [f.copy() for f in split_frames(audio)]
+    frames[len(lead) + round(detect_after_s / FRAME_S) - 1][0] = LOUD
+    return frames
+
+
+def started(frames: list[Frame]) -> Preroll:
+    """The pre-roll a machine that tracks the voice started its recogniser with."""
+    t = FakeTranscriber([SttUpdate("")])
+    m = machine(t, preroll_s=1.6)
     m.voice = VoiceEnd()
-    clip = [np.concatenate([f[:-1], [0]]).astype(np.int16) for f in voiced_then_silent(0.0, 5.0)]
-    clip += [f.copy() for f in voiced_then_silent(0.96, 0.96)]
-    clip += [f.copy() for f in voiced_then_silent(0.0, 0.24)]
-    clip += [f.copy() for f in voiced_then_silent(0.32, 0.32)]
-    clip[-1][0] = LOUD  # the detector fires on the last frame
-    events = run(m, clip)
+    events = run(m, frames)
     assert isinstance(events[0], WakeDetected)
-    m.process(frame())
-    # The pre-roll starts in the middle of the 0.24 s pause: 0.12 + 0.32 s of it remain.
-    assert m.transcriber.prerolls == [round(0.44 * 16000)]  # type: ignore[attr-defined]
-    assert m.transcriber.wake_ends == [0.0]  # type: ignore[attr-defined]
+    assert len(t.starts) == 1
+    return t.starts[0]
+
+
+def test_session_starts_the_recogniser_in_the_pause_after_the_wake_word() -> None:
+    frames = wake_then(("voice", 0.96), ("pause", 0.24), ("voice", 0.96), detect_after_s=1.52)
+    preroll = started(frames)
+    # The pause is 0.56-0.32 s before the detection: the recogniser starts in its middle and
+    # also has the 0.24 s it waited for.
+    assert preroll.wake_end_s == 0.0
+    assert preroll.detected_s == pytest.approx(0.44, abs=0.011)
+    assert len(preroll.audio) == pytest.approx((0.44 + PAUSE_WAIT_S) * 16000, abs=160)
+
+
+def test_session_waits_for_the_pause_when_the_detection_came_inside_the_wake_word() -> None:
+    frames = wake_then(("voice", 0.88), ("pause", 0.24), ("voice", 0.96), detect_after_s=0.8)
+    preroll = started(frames)
+    # The pause starts 0.08 s after the detection; 0.16 s of it is in by the decision.
+    assert preroll.wake_end_s == 0.0
+    assert preroll.detected_s == pytest.approx(-0.16, abs=0.011)
+    assert len(preroll.audio) == pytest.approx(0.08 * 16000, abs=160)
 
 
 def test_session_decodes_the_whole_preroll_when_there_was_no_pause() -> None:
-    m = machine(FakeTranscriber([SttUpdate("")]), preroll_s=1.6)
-    m.voice = VoiceEnd()
-    clip = [f.copy() for f in voiced_then_silent(0.0, 5.0)]
-    clip += [f.copy() for f in voiced_then_silent(1.6, 1.6)]
-    clip[-1][0] = LOUD
-    run(m, clip)
-    m.process(frame())
-    assert m.transcriber.prerolls == [20 * FRAME_SAMPLES]  # type: ignore[attr-defined]
-    assert m.transcriber.wake_ends == [None]  # type: ignore[attr-defined]
+    preroll = started(wake_then(("voice", 3.0), detect_after_s=1.6))
+    assert preroll.wake_end_s is None  # found from Vosk's words instead
+    assert preroll.detected_s == pytest.approx(1.6)
+    assert len(preroll.audio) == round((1.6 + PAUSE_WAIT_S) * 16000)
 
 
 def test_session_words_heard_then_withdrawn_end_after_the_trailing_silence() -> None:

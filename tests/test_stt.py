@@ -10,7 +10,7 @@ import pytest
 from satellite.errors import ConfigError, ModelError
 from satellite.frames import FRAME_SAMPLES, split_frames
 from satellite.models import vosk_model_path
-from satellite.session import Transcript
+from satellite.session import Preroll, Transcript
 from satellite.stt import PAUSE_LOOKBACK_S, VoskTranscriber, wake_word_end
 from tests.support.satellite_proc import models_dir
 from tests.support.speech import speak
@@ -26,7 +26,7 @@ def transcriber() -> VoskTranscriber:
 def transcribe(
     t: VoskTranscriber, preroll: np.ndarray, rest: np.ndarray, wake_end_s: float | None = None
 ) -> tuple[list[str], Transcript | None]:  # type: ignore[type-arg]
-    t.start(preroll, wake_end_s)
+    t.start(Preroll(preroll, len(preroll) / 16000, wake_end_s))
     partials: list[str] = []
     for frame in split_frames(np.concatenate([rest, np.zeros(3 * 16000, np.int16)])):
         update = t.feed(frame)
