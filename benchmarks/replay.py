@@ -157,9 +157,9 @@ class Runner:
         settle = min(frames_for(SETTLE_S), frames_for(self.corpus.spec.tail_s))
         end = rendered.clip_samples
         lead = split_frames(rendered.samples[end - settle * FRAME_SAMPLES : end])
-        sessions, fed = self._replay(frames, clip_frames, clip.seed, lead)
+        sessions, fed = self._replay(frames, clip_frames, lead)
         # No lead for the trace: the clip's tail has just set the gate's floor the same way.
-        trace = self._trace(frames[:clip_frames], clip.seed, [])
+        trace = self._trace(frames[:clip_frames], [])
         floor = self.floor(clip) if clip.kind == "positive" and clip.snr_db is None else None
         cpu_s = time.process_time() - started
         return Run(clip.id, fed, sessions, window, trace, cpu_s, floor)
@@ -180,9 +180,8 @@ class Runner:
         """The long stream, continuously, through one machine."""
         started = time.process_time()
         frames = split_frames(self.corpus.render_stream())
-        seed = self.corpus.spec.seed
-        sessions, fed = self._replay(frames, len(frames), seed, [])
-        trace = self._trace(frames, seed, [])
+        sessions, fed = self._replay(frames, len(frames), [])
+        trace = self._trace(frames, [])
         return Run("stream", fed, sessions, None, trace, time.process_time() - started)
 
     def _quiet(self) -> None:
@@ -192,27 +191,24 @@ class Runner:
             # Kaldi's per-utterance alignment warnings, from both workers, drown the progress.
             vosk.SetLogLevel(-2)
 
-    def _start(self, seed: int, lead: list[Frame]) -> None:
+    def _start(self, lead: list[Frame]) -> None:
         """Make the clip's result independent of the clips run before it on this machine.
 
         Mute and unmute (no utterance, the wake detector reset), hear `lead` (events dropped)
         so the silence gate's noise floor, which a reset keeps, follows this clip's noise, then
-        reset again. openWakeWord refills its feature buffer with embeddings of random noise
-        from numpy's global generator on every reset, so the scores of the next ~1.3 s depend
-        on that generator: it is seeded per clip.
+        reset again (a reset leaves the detector as after a quiet room, the same every time).
         """
         for frames in (lead, []):
-            np.random.seed(seed % 2**32)
             self.machine.set_muted(True)
             self.machine.set_muted(False)
             for frame in frames:
                 self.machine.process(frame)
 
     def _replay(
-        self, frames: list[Frame], at_least: int, seed: int, lead: list[Frame]
+        self, frames: list[Frame], at_least: int, lead: list[Frame]
     ) -> tuple[tuple[Session, ...], int]:
         """Feed frames until `at_least` are in and no session is open; sessions, frames fed."""
-        self._start(seed, lead)
+        self._start(lead)
         log = _SessionLog()
         fed = 0
         for index, frame in enumerate(frames):
@@ -224,10 +220,10 @@ class Runner:
         log.close(fed - 1)
         return tuple(log.sessions), fed
 
-    def _trace(self, frames: list[Frame], seed: int, lead: list[Frame]) -> ScoreTrace | None:
+    def _trace(self, frames: list[Frame], lead: list[Frame]) -> ScoreTrace | None:
         if self.tap is None:
             return None
-        self._start(seed, lead)
+        self._start(lead)
         self.tap.take()
         detector = self.machine.detector
         for index, frame in enumerate(frames):
