@@ -148,11 +148,16 @@ class SttSettings(_Section):
         1.5,
         ge=0,
         le=5,
-        description="audio before the detection fed to Vosk so the wake word is recognised "
-        "(and then removed) rather than mangled into the first word, seconds",
+        description="audio before the detection fed to Vosk when the speaker did not pause "
+        "after the wake word, so it is recognised (and then removed) rather than mangled into "
+        "the first word, seconds",
     )
     trailing_silence_s: float = Field(
-        1.0, gt=0, le=10, description="end the utterance after this long without new words"
+        1.0,
+        gt=0,
+        le=10,
+        description="end the utterance after this long of silence after the voice (or, in a "
+        "room too noisy to tell, without new words)",
     )
     max_utterance_s: float = Field(15.0, gt=0, le=120, description="hard cap per utterance")
     no_speech_timeout_s: float = Field(
