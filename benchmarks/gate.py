@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.accuracy import base_settings
-from benchmarks.corpus import FULL, QUICK, load_or_build
+from benchmarks.corpus import FULL, QUICK, Corpus, load_or_build
 from benchmarks.run import without_gate
 from satellite.assemble import build_machine
 from satellite.config import Settings
@@ -44,10 +44,8 @@ def detections(detector: WakeDetector, frames: Iterable[Frame], refractory_s: fl
     return hits
 
 
-def compare(settings: Settings, quick: bool) -> dict[str, Any]:
+def compare(settings: Settings, corpus: Corpus) -> dict[str, Any]:
     """Detections with and without the gate on every corpus clip and the long stream."""
-    spec = QUICK if quick else FULL
-    corpus = load_or_build(spec, ROOT / ".cache" / "accuracy")
     gated, plain = build_machine(settings).detector, build_machine(without_gate(settings)).detector
     assert isinstance(gated, GatedDetector)
     refractory = settings.wake.refractory_s
@@ -69,7 +67,7 @@ def compare(settings: Settings, quick: bool) -> dict[str, Any]:
             differing.append({"clip": name, **found})
     return {
         "clips": len(corpus.clips),
-        "stream_s": round(spec.long_stream_s),
+        "stream_s": round(corpus.spec.long_stream_s),
         "frames": frames_total,
         "detections": counts,
         "clips_with_different_detections": differing,
@@ -84,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a quarter of the corpus")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="satellite-gate-") as tmp:
-        report = compare(base_settings(Path(tmp)), args.quick)
+        corpus = load_or_build(QUICK if args.quick else FULL, ROOT / ".cache" / "accuracy")
+        report = compare(base_settings(Path(tmp)), corpus)
     print(json.dumps(report, indent=2))
     return 0
 

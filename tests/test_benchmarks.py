@@ -1,0 +1,59 @@
+"""The benchmark commands run end to end on a little audio (their figures are not checked here:
+speed is measured by running them, see benchmarks/README.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import gate, run
+from benchmarks.accuracy import base_settings
+from benchmarks.corpus import Corpus, load_or_build
+from tests.test_accuracy_harness import TINY
+
+pytestmark = pytest.mark.integration
+
+SMALL = run.Plan(silence_s=2, speech_s=3, wake_repeats=1, rounds=1, commands=1)
+
+
+def test_run_reports_every_target_against_its_floor() -> None:
+    report = run.run(SMALL, quick=True)
+    cpu = report["cpu"]
+    for row in cpu.values():
+        assert row["satellite_cpu_per_audio_s"] > 0 and row["bare_cpu_per_audio_s"] > 0, row
+    # The wake command stream wakes the satellite once; the other streams never.
+    assert cpu["listening_stage"]["satellite_sessions"] == 1
+    assert cpu["wake_silence"]["satellite_sessions"] == 0
+    live = report["live"]
+    assert (live["sessions"], live["missed"], live["exact_transcripts"]) == (1, 0, 1)
+    assert live["wake_ms"]["n"] == live["final_ms"]["n"] == 1
+    assert report["offline"]["simulate"]["speed_x"] > 0
+    rows = report["targets"]
+    assert len(rows) == 10
+    assert all(row["status"] in ("PASS", "MISS") for row in rows), rows
+    table = run.table(rows)
+    assert all(row["target"] in table for row in rows)
+
+
+def test_a_target_row_says_pass_or_miss_and_by_how_much() -> None:
+    def simulate(speed_x: float) -> dict[str, object]:
+        (row,) = run.targets({"offline": {"simulate": {"speed_x": speed_x}}})
+        return row
+
+    assert (simulate(3.0)["status"], simulate(3.0)["margin"]) == ("MISS", -1.0)
+    assert (simulate(5.0)["status"], simulate(5.0)["margin"]) == ("PASS", 1.0)
+    assert "MISS (by 1 ×)" in run.table([simulate(3.0)])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    return load_or_build(TINY, tmp_path_factory.mktemp("accuracy"))
+
+
+def test_gate_comparison_finds_the_same_detections(corpus: Corpus, tmp_path: Path) -> None:
+    report = gate.compare(base_settings(tmp_path), corpus)
+    assert report["clips"] == len(corpus.clips)
+    assert report["detections"]["gate"] == report["detections"]["no_gate"] >= 1
+    assert report["clips_with_different_detections"] == []
+    assert 0 < report["frames_scored_with_gate"] < report["frames"]
