@@ -7,12 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.signals import in_room
+from satellite.assemble import build_machine
+from satellite.config import load_settings
 from satellite.errors import ConfigError, ModelError
 from satellite.frames import FRAME_SAMPLES, split_frames
 from satellite.models import vosk_model_path
-from satellite.session import Preroll, Transcript
+from satellite.session import Final, Preroll, Transcript
 from satellite.stt import PAUSE_LOOKBACK_S, VoskTranscriber, wake_word_end
-from tests.support.satellite_proc import models_dir
+from tests.support.satellite_proc import models_dir, room_config
 from tests.support.speech import speak
 
 pytestmark = pytest.mark.integration
@@ -62,6 +65,28 @@ def test_a_preroll_that_starts_after_the_wake_word_is_all_command(
     # Without it, words centred in the pre-roll count as the wake word.
     _, final = transcribe(transcriber, command[:head], command[head:])
     assert final is not None and not final.text.startswith("turn on")
+
+
+def test_the_session_starts_vosk_in_the_pause_after_a_spoken_wake_word(
+    speech_cache: Path, tmp_path: Path
+) -> None:
+    """The real detector, voice tracker and recogniser on espeak speech in a quiet room."""
+    machine = build_machine(load_settings(room_config(tmp_path / "room.toml", port=1883)))
+    started: list[Preroll] = []
+    start = machine.transcriber.start
+
+    def record(preroll: Preroll) -> None:
+        started.append(preroll)
+        start(preroll)
+
+    machine.transcriber.start = record  # type: ignore[method-assign]
+    spoken = speak("hey jarvis, turn on the kitchen lights", cache_dir=speech_cache)
+    audio = np.concatenate([np.zeros(3 * 16000, np.int16), spoken, np.zeros(3 * 16000, np.int16)])
+    events = [e for f in split_frames(in_room(audio, seed=4)) for e in machine.process(f)]
+    finals = [e.transcript.text for e in events if isinstance(e, Final)]
+    assert finals == ["turn on the kitchen lights"]
+    assert len(started) == 1 and started[0].wake_end_s == 0.0  # no wake word decoded
+    assert len(started[0].audio) < 0.6 * 16000
 
 
 def test_preroll_alone_gives_no_final(transcriber: VoskTranscriber, speech_cache: Path) -> None:
