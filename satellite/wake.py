@@ -16,10 +16,11 @@ from satellite.session import Detection
 
 log = logging.getLogger(__name__)
 
-# openWakeWord's reset() refills its feature history from unseeded random noise, and its
-# buffers then score 0.3 and more on plain room tone for about a second: a false wake after
-# unmuting. The detector instead restores the state it had after hearing this long of a quiet
-# room (longer than the ~2 s its features look back), the same every time.
+# openWakeWord's reset() refills its feature history from unseeded random noise: plain room
+# tone then scored up to 0.36 about a second later, differently each time (a false wake after
+# unmuting), and embedding that noise raised peak RSS by 35 MB. The detector instead restores
+# the state it had after hearing this long of a quiet room (longer than the ~2 s its features
+# look back), the same every time. The buffers are openwakeword 0.6.0's (pinned).
 QUIET_S = 3.0
 QUIET_STD = 30.0  # the room tone's standard deviation (int16 units): a quiet room
 _STREAM_STATE = (
@@ -94,6 +95,12 @@ class OwwDetector:
 
 def _quiet_state(model: Any) -> dict[str, Any]:
     """openWakeWord's streaming buffers after QUIET_S of seeded room tone."""
+    missing = [name for name in _STREAM_STATE if not hasattr(model.preprocessor, name)]
+    if missing:
+        raise ModelError(
+            f"openwakeword has no {', '.join(missing)}: install the pinned version "
+            "(`pip install --no-deps openwakeword==0.6.0`)"
+        )
     rng = np.random.default_rng(0)
     tone = np.round(rng.normal(0.0, QUIET_STD, round(QUIET_S * SAMPLE_RATE))).astype(np.int16)
     for frame in split_frames(tone):

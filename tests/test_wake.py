@@ -79,6 +79,22 @@ def test_after_a_reset_room_tone_scores_the_same_low_scores_every_time() -> None
     assert max(runs[0]) < 0.05, runs[0]
 
 
+def test_an_openwakeword_without_the_expected_buffers_is_a_model_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from openwakeword.utils import AudioFeatures
+
+    real_init = AudioFeatures.__init__
+
+    def init(self: AudioFeatures, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)
+        del self.feature_buffer  # as if another version had renamed it
+
+    monkeypatch.setattr(AudioFeatures, "__init__", init)
+    with pytest.raises(ModelError, match="feature_buffer"):
+        detector()
+
+
 def test_the_wake_word_is_detected_right_after_a_reset(speech_cache: Path) -> None:
     det = detector()
     samples = speak("hey jarvis", cache_dir=speech_cache)
