@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -129,21 +130,26 @@ class VoskTranscriber:
 
     def _after_preroll(self, words: Iterable[Mapping[str, Any]]) -> list[TimedWord]:
         """The words after the wake word, times made relative to the detection."""
-        timed = [(float(w["start"]), float(w["end"]), w) for w in words]
+        heard = [
+            TimedWord(
+                word=str(w["word"]),
+                start=float(w["start"]),
+                end=float(w["end"]),
+                conf=min(1.0, max(0.0, float(w.get("conf", 1.0)))),
+            )
+            for w in words
+        ]
         cut = self._wake_end_s
         if cut is None:
-            cut = wake_word_end(timed, self._skip_s, self._wake_words)
-        kept = []
-        for start, end, word in timed:
-            if (start + end) / 2 >= cut:
-                kept.append(
-                    TimedWord(
-                        word=str(word["word"]),
-                        start=round(max(0.0, start - self._skip_s), 3),
-                        end=round(max(0.0, end - self._skip_s), 3),
-                        conf=min(1.0, max(0.0, float(word.get("conf", 1.0)))),
-                    )
-                )
+            cut = wake_word_end(heard, self._skip_s, self._wake_words)
+        skip = self._skip_s
+        kept = [
+            replace(
+                w, start=round(max(0.0, w.start - skip), 3), end=round(max(0.0, w.end - skip), 3)
+            )
+            for w in heard
+            if (w.start + w.end) / 2 >= cut
+        ]
         # A detection early in "jarvis" leaves its second half after the cut: words of the
         # wake phrase right at the start are the wake word, not the command.
         while kept and kept[0].word in self._wake_words and kept[0].start < WAKE_TAIL_S:
@@ -166,7 +172,7 @@ class VoskTranscriber:
 
 
 def wake_word_end(
-    words: Sequence[tuple[float, float, Any]],
+    words: Sequence[TimedWord],
     detected_s: float,
     wake_words: frozenset[str] = frozenset(),
 ) -> float:
@@ -180,18 +186,14 @@ def wake_word_end(
     "jarvis", must not cut at the pause between "hey" and "jarvis".
     """
     best_gap, cut = MIN_PAUSE_S, detected_s
-    for i, ((_, end, _), (start, _, _)) in enumerate(itertools.pairwise(words)):
-        gap = start - end
-        if not (detected_s - PAUSE_LOOKBACK_S <= start <= detected_s and gap >= best_gap):
+    for i, (before, after) in enumerate(itertools.pairwise(words)):
+        gap = after.start - before.end
+        if not (detected_s - PAUSE_LOOKBACK_S <= after.start <= detected_s and gap >= best_gap):
             continue
-        between = [w for w in words[i + 1 :] if w[0] < detected_s]
-        if all(w_end <= detected_s and _name(w) not in wake_words for _, w_end, w in between):
-            best_gap, cut = gap, (start + end) / 2
+        between = [w for w in words[i + 1 :] if w.start < detected_s]
+        if all(w.end <= detected_s and w.word.lower() not in wake_words for w in between):
+            best_gap, cut = gap, (after.start + before.end) / 2
     return cut
-
-
-def _name(word: Any) -> str:
-    return str(word["word"]).lower() if isinstance(word, Mapping) else str(word).lower()
 
 
 def _text(words: Iterable[TimedWord]) -> str:

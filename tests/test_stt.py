@@ -13,7 +13,7 @@ from satellite.config import load_settings
 from satellite.errors import ConfigError, ModelError
 from satellite.frames import FRAME_SAMPLES, split_frames
 from satellite.models import vosk_model_path
-from satellite.session import Final, Preroll, Transcript
+from satellite.session import Final, Preroll, TimedWord, Transcript
 from satellite.stt import PAUSE_LOOKBACK_S, VoskTranscriber, wake_word_end
 from tests.support.satellite_proc import models_dir, room_config
 from tests.support.speech import speak
@@ -159,39 +159,43 @@ def test_a_phrase_with_words_the_model_does_not_know_is_a_model_error() -> None:
     assert isinstance(info.value, ConfigError)
 
 
+def timed(*words: tuple[float, float, str]) -> list[TimedWord]:
+    return [TimedWord(word, start, end, 1.0) for start, end, word in words]
+
+
 def test_wake_word_ends_at_the_pause_before_a_late_detection() -> None:
     """Vosk words of "hey jarvis, what time is it"; openWakeWord fired at 2.48 s."""
-    words = [
+    words = timed(
         (1.17, 1.38, "the"),
         (1.40, 1.68, "jar"),
         (1.68, 1.82, "of"),
         (1.83, 2.04, "is"),
         (2.16, 2.47, "what"),
         (2.49, 2.85, "time"),
-    ]
+    )
     assert wake_word_end(words, 2.48) == pytest.approx(2.10)  # "what" is the command's
 
 
 def test_wake_word_end_without_a_pause_is_the_detection() -> None:
-    words = [(1.40, 1.68, "jar"), (1.68, 1.82, "of"), (1.83, 2.04, "is"), (2.06, 2.40, "what")]
+    words = timed((1.40, 1.68, "jar"), (1.68, 1.82, "of"), (1.83, 2.04, "is"), (2.06, 2.40, "what"))
     assert wake_word_end(words, 2.48) == 2.48
 
 
 def test_a_pause_long_before_the_detection_is_not_the_wake_words_end() -> None:
     """ "hey ... jarvis": the pause before "jarvis" is more than PAUSE_LOOKBACK_S back."""
-    words = [(0.50, 0.80, "hey"), (1.20, 1.90, "jarvis"), (1.90, 2.20, "what")]
+    words = timed((0.50, 0.80, "hey"), (1.20, 1.90, "jarvis"), (1.90, 2.20, "what"))
     assert 2.30 - PAUSE_LOOKBACK_S > 1.20
     assert wake_word_end(words, 2.30) == 2.30
 
 
 def test_an_early_detection_inside_jarvis_never_cuts_before_it() -> None:
     """The pause between "hey" and "jarvis" is in the window, but "jarvis" is still going."""
-    words = [(0.90, 1.20, "hey"), (1.40, 1.95, "jarvis"), (2.00, 2.30, "turn")]
+    words = timed((0.90, 1.20, "hey"), (1.40, 1.95, "jarvis"), (2.00, 2.30, "turn"))
     assert wake_word_end(words, 1.80, frozenset({"hey", "jarvis"})) == 1.80
 
 
 def test_a_short_jarvis_after_a_pause_is_still_the_wake_word() -> None:
-    words = [(0.90, 1.20, "hey"), (1.40, 1.70, "jarvis"), (1.80, 2.10, "turn")]
+    words = timed((0.90, 1.20, "hey"), (1.40, 1.70, "jarvis"), (1.80, 2.10, "turn"))
     assert wake_word_end(words, 1.75, frozenset({"hey", "jarvis"})) == 1.75
     assert wake_word_end(words, 1.75) == pytest.approx(1.30)  # why the wake words are needed
 
