@@ -6,9 +6,8 @@ The daemon reads 80 ms (1280 samples) per read from the same stream, so its fram
 FIFO's chunks: fed sample `first + k * 1280` starts the daemon's k-th frame of the clip, and
 `FifoMic.written_at` of it is when that frame became readable (its capture time). The
 detecting frame k comes from the same detector run offline on the same room-tone lead + the
-clip; the daemon's detector has heard that lead (and was reset) before each clip too, so its
-state matches up to what survives a reset, which the wake score in `wake_detected` lets us
-check. The lead (longer than the noise-floor window) also gives the silence gate and the
+clip; the daemon's detector has heard that lead (and was reset, which restores the same
+state every time) before each clip too, which the wake score in `wake_detected` lets us check. The lead (longer than the noise-floor window) also gives the silence gate and the
 end-of-voice tracker a real floor instead of the FIFO's idle zeros.
 """
 
