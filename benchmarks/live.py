@@ -7,7 +7,8 @@ FIFO's chunks: fed sample `first + k * 1280` starts the daemon's k-th frame of t
 `FifoMic.written_at` of it is when that frame became readable (its capture time). The
 detecting frame k comes from the same detector run offline on the same room-tone lead + the
 clip; the daemon's detector has heard that lead (and was reset, which restores the same
-state every time) before each clip too, which the wake score in `wake_detected` lets us check. The lead (longer than the noise-floor window) also gives the silence gate and the
+state every time) before each clip too, which the wake score in `wake_detected` lets us
+check. The lead (longer than the noise-floor window) also gives the silence gate and the
 end-of-voice tracker a real floor instead of the FIFO's idle zeros.
 """
 
