@@ -7,10 +7,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from satellite import __version__
-from satellite.assemble import build_machine, build_outbox, client_id
+from satellite.assemble import Engines, build_machine, build_outbox, client_id, load_engines
 from satellite.audio import Capture, FrameAssembler
 from satellite.button import MuteButton
 from satellite.config import Settings
@@ -22,13 +24,17 @@ from satellite.control import (
     Counters,
     FollowUp,
     MqttMessage,
+    Reconfigure,
     RoomView,
     SessionEvent,
     SessionRequest,
 )
+from satellite.errors import SatelliteError
 from satellite.frames import Frame
 from satellite.leds import LedAnimator, build_indicator, build_leds, resolve_button
 from satellite.mqtt import MqttLink
+from satellite.outbox import Outbox
+from satellite.reload import ReloadPlan
 from satellite.session import Event, Final, Listening, SessionMachine, WakeDetected
 from satellite.state_store import MuteStore
 from satellite.systemd import Liveness
@@ -60,10 +66,20 @@ def log_event(event: Event, audio_age_s: float = 0.0) -> None:
         log.debug("%s", event, extra=fields)
 
 
+@dataclass(frozen=True)
+class Swap:
+    """A new session machine and/or microphone for the pipeline (a reload's), and when done."""
+
+    machine: Callable[[], SessionMachine] | None = None  # built on the pipeline thread
+    capture: Capture | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 class Pipeline:
     """The pipeline thread: capture queue -> frames -> session machine -> `on_event`.
 
-    Other threads change the session only through `request()`, applied between frames.
+    Other threads change the session only through `request()`, applied between frames, and
+    replace its machine or microphone only through `replace()`.
     """
 
     def __init__(
@@ -74,6 +90,8 @@ class Pipeline:
         self.on_event = on_event
         self.frames_processed = 0
         self._requests: queue.SimpleQueue[SessionRequest] = queue.SimpleQueue()
+        self._swaps: queue.SimpleQueue[Swap] = queue.SimpleQueue()
+        self._swap: Swap | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
 
@@ -84,6 +102,11 @@ class Pipeline:
     def request(self, change: SessionRequest) -> None:
         """Apply `change` to the session machine on the pipeline thread (from any thread)."""
         self._requests.put(change)
+
+    def replace(self, swap: Swap) -> None:
+        """Apply `swap` on the pipeline thread as soon as no utterance is in progress: the one
+        being heard finishes on the old machine first. `swap.done` is set once it applied."""
+        self._swaps.put(swap)
 
     def stop(self, timeout: float = 1.0) -> None:
         """Ask the thread to stop and wait (bounded) for it."""
@@ -96,6 +119,7 @@ class Pipeline:
         generation = 0
         while not self._stop.is_set():
             self._apply_requests()
+            self._apply_swap()
             chunk = self.capture.read(timeout=0.1)
             if chunk is None:
                 continue
@@ -119,6 +143,27 @@ class Pipeline:
                 return
             self._emit(change(self.machine))
 
+    def _apply_swap(self) -> None:
+        if self._swap is None:
+            try:
+                self._swap = self._swaps.get_nowait()
+            except queue.Empty:
+                return
+        if self.machine.listening:
+            return
+        swap, self._swap = self._swap, None
+        if swap.capture is not None:
+            old, self.capture = self.capture, swap.capture
+            old.close()
+            self.capture.open()
+            if old.fault is not None and self.capture.fault is None:
+                self._emit(self.machine.set_fault(None))
+        if swap.machine is not None:
+            machine = swap.machine()
+            machine.muted = self.machine.muted
+            self.machine = machine
+        swap.done.set()
+
     def _process(self, frame: Frame) -> None:
         try:
             events = self.machine.process(frame)
@@ -133,33 +178,59 @@ class Pipeline:
             self.on_event(event)
 
 
+def _mute_path(settings: Settings) -> Path:
+    return settings.state_dir / f"{settings.room_id}.mute.json"
+
+
 class Satellite:
-    """One room's satellite: models are loaded on construction, devices opened by `start()`."""
+    """One room's satellite: models are loaded on construction, devices opened by `start()`,
+    and a new configuration applied in place by `reload()`."""
 
     def __init__(self, settings: Settings, *, pin_factory: Any = None) -> None:
         self.settings = settings
         self.pin_factory = pin_factory
         self.started = time.monotonic()
         self.outbox = build_outbox(settings)
-        self.machine = build_machine(settings)
-        self.capture = Capture(settings.audio, on_fault=self._on_mic_fault)
+        self._engines: Engines = load_engines(settings)
         self.pipeline = Pipeline(
-            capture=self.capture, machine=self.machine, on_event=self._on_event
+            capture=self._make_capture(settings),
+            machine=build_machine(settings, self._engines),
+            on_event=self._on_event,
         )
-        self.mute_store = MuteStore(settings.state_dir / f"{settings.room_id}.mute.json")
+        self.mute_store = MuteStore(_mute_path(settings))
         self.leds: LedAnimator | None = None
         self.button: MuteButton | None = None
         self.controller: Controller | None = None
-        self.link = self._make_link()
+        self.link = self._make_link(settings)
         self.last_wake: float | None = None
+        # Held by reload() while it changes parts and by close(): a reload never applies to a
+        # satellite that is closing.
+        self._lock = threading.Lock()
+        self._closed = False
 
-    def _make_link(self) -> MqttLink:
-        topics = self.outbox.topics
+    @property
+    def capture(self) -> Capture:
+        """The microphone in use (a reload may replace it)."""
+        return self.pipeline.capture
+
+    @property
+    def machine(self) -> SessionMachine:
+        """The session machine in use (a reload may replace it)."""
+        return self.pipeline.machine
+
+    def _make_capture(self, settings: Settings) -> Capture:
+        return Capture(settings.audio, on_fault=self._on_mic_fault)
+
+    def _make_link(self, settings: Settings) -> MqttLink:
+        topics = build_outbox(settings).topics
         # MQTT allows one will: it goes to the primary tree (v1 when dual publishing).
-        will = (topics.satellite(SatelliteTopic.STATUS)[0], self._status(None, online=False))
+        will = (
+            topics.satellite(SatelliteTopic.STATUS)[0],
+            self._status(None, online=False, settings=settings),
+        )
         return MqttLink(
-            self.settings.mqtt,
-            client_id=client_id(self.settings),
+            settings.mqtt,
+            client_id=client_id(settings),
             will=will,
             subscriptions=topics.subscriptions(),
             on_message=lambda topic, payload: self._submit(MqttMessage(topic, payload)),
@@ -173,8 +244,11 @@ class Satellite:
         self.controller = self._make_controller(self.leds)
         self.controller.start()
         self.pipeline.start()
-        self.button = self._make_button()
+        self.button = self._make_button(self.settings)
         self.link.start()
+        self._log_config()
+
+    def _log_config(self) -> None:
         wake = self.settings.wake
         log.info("wake models %s, wake threshold %g", ", ".join(wake.models), wake.threshold)
         log.info("listening in room %s as %s", self.settings.room_id, self.settings.satellite_id)
@@ -194,8 +268,8 @@ class Satellite:
             max_payload_bytes=self.settings.mqtt.max_payload_bytes,
         )
 
-    def _make_button(self) -> MuteButton | None:
-        button = resolve_button(self.settings.leds, self.settings.button)
+    def _make_button(self, settings: Settings) -> MuteButton | None:
+        button = resolve_button(settings.leds, settings.button)
         if not button.enabled:
             return None
         return MuteButton(
@@ -205,6 +279,97 @@ class Satellite:
             on_press=lambda: self._submit(ButtonPressed()),
             pin_factory=self.pin_factory,
         )
+
+    # -- reload (the daemon's reload thread) ----------------------------------------------
+
+    def reload(self, settings: Settings, *, timeout: float | None = None) -> ReloadPlan:
+        """Apply `settings` in place, changing only what differs; returns what changed.
+
+        Models load again only when `engine_key` changes, on the caller's thread while the
+        old ones keep listening. The MQTT link and its offline queue stay unless the broker
+        settings or the identity change (then the queue moves to the new link). A session in
+        progress finishes on the old machine before a new one takes over. Raises
+        SatelliteError, with nothing changed, when the new settings cannot be applied.
+        """
+        plan = ReloadPlan.between(self.settings, settings)
+        engines = load_engines(settings) if plan.engines else self._engines
+        link = self._make_link(settings) if plan.link else None
+        if link is not None:
+            link.prepare()  # wrong credentials or TLS files: ConfigError, nothing changed yet
+        with self._lock:
+            if self._closed:
+                return plan
+            if plan.room:
+                self._reload_room(settings)
+            if link is not None:
+                self._replace_link(settings, link)
+            swap = Swap(
+                machine=(lambda: build_machine(settings, engines)) if plan.machine else None,
+                capture=self._make_capture(settings) if plan.audio else None,
+            )
+            self.settings, self._engines = settings, engines
+        if swap.machine is not None or swap.capture is not None:
+            self.pipeline.replace(swap)
+            if not swap.done.wait(timeout or settings.stt.max_utterance_s + 10.0):
+                log.warning("reload: the pipeline did not take the new machine in time")
+        self._log_config()
+        return plan
+
+    def _reload_room(self, settings: Settings) -> None:
+        """LEDs, button and the control side, for new LED/button/follow-up/topic settings."""
+        if settings.leds != self.settings.leds and self.leds is not None:
+            old = self.leds
+            old.close()  # frees the pins for the new driver
+            try:
+                self.leds = build_leds(settings.leds, pin_factory=self.pin_factory)
+            except SatelliteError:
+                self.leds = build_leds(self.settings.leds, pin_factory=self.pin_factory)
+                raise
+        if self.button is not None:
+            self.button.close()
+        self.button = self._make_button(settings)
+        if _mute_path(settings) != self.mute_store.path:
+            self.mute_store = MuteStore(_mute_path(settings))
+        self.outbox = build_outbox(settings)
+        if self.controller is not None and self.leds is not None:
+            followup = settings.followup
+            self.controller.reconfigure(
+                Reconfigure(
+                    topics=self.outbox.topics,
+                    source=self.outbox.source,
+                    indicator=build_indicator(settings.leds),
+                    leds=self.leds,
+                    save_mute=self.mute_store.save,
+                    follow_up=FollowUp(followup.enabled, followup.no_speech_timeout_s),
+                    max_payload_bytes=settings.mqtt.max_payload_bytes,
+                )
+            )
+
+    def _replace_link(self, settings: Settings, link: MqttLink) -> None:
+        """Move to `link`: the offline queue goes with it, in order, ahead of what comes next."""
+        old, self.link = self.link, link
+        moved = old.take_queue()
+        if self._status_elsewhere(settings) and old.connected:
+            self._say_offline(old, build_outbox(self.settings))
+        old.close()
+        link.adopt(moved + old.take_queue())
+        link.start()
+        if moved:
+            log.info("reload: %d queued messages moved to the new MQTT link", len(moved))
+
+    def _status_elsewhere(self, settings: Settings) -> bool:
+        """Whether the status topic or the broker changes: the old one then hears we left."""
+        old, new = self.settings, settings
+        return (old.mqtt.host, old.mqtt.port, old.room_id, old.satellite_id) != (
+            new.mqtt.host,
+            new.mqtt.port,
+            new.room_id,
+            new.satellite_id,
+        ) or build_outbox(old).topics.satellite(SatelliteTopic.STATUS) != build_outbox(
+            new
+        ).topics.satellite(SatelliteTopic.STATUS)
+
+    # -- threads' hand-overs --------------------------------------------------------------
 
     def _submit(self, item: MqttMessage | ConnectionChanged | ButtonPressed | SessionEvent) -> None:
         if self.controller is not None:
@@ -224,12 +389,18 @@ class Satellite:
         self._submit(SessionEvent(event))
 
     def _status(
-        self, view: RoomView | None, *, online: bool, counters: Counters | None = None
+        self,
+        view: RoomView | None,
+        *,
+        online: bool,
+        counters: Counters | None = None,
+        settings: Settings | None = None,
     ) -> bytes:
+        settings = settings or self.settings
         return StatusMessage(
             online=online,
-            room_id=self.settings.room_id,
-            satellite_id=self.settings.satellite_id,
+            room_id=settings.room_id,
+            satellite_id=settings.satellite_id,
             timestamp=now_ms(),
             version=__version__,
             state=None if view is None else view.state,
@@ -262,24 +433,32 @@ class Satellite:
 
     def status_line(self) -> str:
         """One human line for systemd's STATUS=."""
-        device = self.capture.device.name if self.capture.device else self.settings.audio.device
+        capture = self.capture
+        device = capture.device.name if capture.device else self.settings.audio.device
         broker = "connected" if self.link.connected else "connecting"
         wake = (
             time.strftime("%H:%M:%S", time.localtime(self.last_wake)) if self.last_wake else "never"
         )
         view = self.controller.view if self.controller else None
         muted = " (muted)" if view is not None and view.muted else ""
-        mic = f"mic {device!r} at {self.capture.rate} Hz"
-        if self.capture.fault is not None:
-            mic = f"mic {device!r} FAULT ({self.capture.fault})"
+        mic = f"mic {device!r} at {capture.rate} Hz"
+        if capture.fault is not None:
+            mic = f"mic {device!r} FAULT ({capture.fault})"
         mqtt = self.settings.mqtt
         return (
             f"room {self.settings.room_id}{muted}; {mic}; "
             f"broker {mqtt.host}:{mqtt.port} {broker}; last wake {wake}"
         )
 
+    def _say_offline(self, link: MqttLink, outbox: Outbox) -> None:
+        payload = self._status(None, online=False)
+        for topic in outbox.topics.satellite(SatelliteTopic.STATUS):
+            link.publish_wait(topic, payload, qos=1, retain=True, timeout=0.5)
+
     def close(self) -> None:
         """Stop everything, say `online: false` on the status topic, release devices."""
+        with self._lock:
+            self._closed = True
         if self.button is not None:
             self.button.close()
         self.pipeline.stop()
@@ -289,7 +468,5 @@ class Satellite:
         if self.leds is not None:
             self.leds.close()
         if self.link.connected:
-            payload = self._status(None, online=False)
-            for topic in self.outbox.topics.satellite(SatelliteTopic.STATUS):
-                self.link.publish_wait(topic, payload, qos=1, retain=True, timeout=0.5)
+            self._say_offline(self.link, self.outbox)
         self.link.close()

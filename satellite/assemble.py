@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from satellite.config import Settings
@@ -18,8 +19,30 @@ from satellite.wake import OwwDetector
 log = logging.getLogger(__name__)
 
 
-def build_machine(settings: Settings) -> SessionMachine:
-    """The session machine with the real wake and STT engines from the models directory."""
+@dataclass(frozen=True)
+class Engines:
+    """The loaded models, the slow part of a session machine (seconds, ~100 MB): a reload
+    builds a new machine around them unless a setting in `engine_key` changed."""
+
+    key: tuple[object, ...]
+    wake: OwwDetector
+    stt: VoskTranscriber
+
+
+def engine_key(settings: Settings) -> tuple[object, ...]:
+    """The settings that decide which models are loaded, and how."""
+    wake, stt = settings.wake, settings.stt
+    return (
+        settings.models.dir,
+        tuple(wake.models),
+        wake.noise_suppression,
+        stt.model,
+        tuple(stt.phrases),
+    )
+
+
+def load_engines(settings: Settings) -> Engines:
+    """Load the wake and speech models named by the settings (ModelError if they do not load)."""
     models_dir = settings.models.dir
     log.info("loading the wake and speech models from %s", models_dir)
     melspec, embedding = feature_model_paths(models_dir)
@@ -32,15 +55,30 @@ def build_machine(settings: Settings) -> SessionMachine:
         patience=wake.patience,
         noise_suppression=wake.noise_suppression,
     )
-    detector: WakeDetector = oww
-    if wake.gate:
-        gate = EnergyGate(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
-        detector = GatedDetector(oww, gate)
     transcriber = VoskTranscriber(
         model_path=vosk_model_path(models_dir, settings.stt.model),
         phrases=settings.stt.phrases,
         wake_words=wake_phrase_words(wake.models),
     )
+    return Engines(engine_key(settings), oww, transcriber)
+
+
+def build_machine(settings: Settings, engines: Engines | None = None) -> SessionMachine:
+    """The session machine with the real wake and STT engines (loaded now unless given).
+
+    Given `engines` are retuned to the settings and reset: call this on the thread that
+    runs them (the pipeline's), never while another machine still uses them.
+    """
+    if engines is None:
+        engines = load_engines(settings)
+    wake = settings.wake
+    oww = engines.wake
+    oww.threshold, oww.patience = wake.threshold, wake.patience
+    oww.reset()
+    detector: WakeDetector = oww
+    if wake.gate:
+        gate = EnergyGate(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
+        detector = GatedDetector(oww, gate)
     stt = settings.stt
     timing = SessionTiming(
         preroll_s=stt.preroll_s,
@@ -50,7 +88,7 @@ def build_machine(settings: Settings) -> SessionMachine:
         refractory_s=settings.wake.refractory_s,
     )
     return SessionMachine(
-        detector=detector, transcriber=transcriber, timing=timing, voice=VoiceEnd()
+        detector=detector, transcriber=engines.stt, timing=timing, voice=VoiceEnd()
     )
 
 

@@ -71,6 +71,17 @@ def _parser() -> argparse.ArgumentParser:
     led.add_argument("--config", type=Path, required=True)
     led.add_argument("--seconds", type=float, default=2.0, help="how long each pattern shows")
 
+    reload = commands.add_parser(
+        "reload", help="make a running satellite re-read its config and wait until it did"
+    )
+    reload.add_argument("--pid", type=int, required=True, help="the daemon's process id")
+    reload.add_argument(
+        "--record",
+        type=Path,
+        help="its reload record (default: $RUNTIME_DIRECTORY/reload, as systemd sets it)",
+    )
+    reload.add_argument("--timeout", type=float, default=80.0, help="seconds to wait")
+
     check.add_arguments(commands.add_parser("check", help="what is wrong and how to fix it"))
     devices.add_arguments(commands.add_parser("devices", help="capture devices and their rates"))
     config_doc.add_arguments(commands.add_parser("config", help="the config in effect (--show)"))
@@ -98,12 +109,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "run":
-        return _run(args.config, verbose=args.verbose, quiet=args.quiet)
-    if args.command == "simulate":
-        return _simulate(load_settings(args.config), args.wavs, publish=args.publish)
-    if args.command == "models":
-        return _models_install(args.dir, args.config, quiet=args.quiet)
     if args.command in ("check", "devices", "config", "listen"):
         run: Callable[[argparse.Namespace, TextIO], int] = {
             "check": check.run,
@@ -112,8 +117,18 @@ def _dispatch(args: argparse.Namespace) -> int:
             "listen": listen.run,
         }[args.command]
         return run(args, sys.stdout)
-    if args.command == "led-test":
-        return _led_test(load_settings(args.config), args.seconds)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": lambda a: _run(a.config, verbose=a.verbose, quiet=a.quiet),
+        "simulate": lambda a: _simulate(load_settings(a.config), a.wavs, publish=a.publish),
+        "models": lambda a: _models_install(a.dir, a.config, quiet=a.quiet),
+        "led-test": lambda a: _led_test(load_settings(a.config), a.seconds),
+        "reload": lambda a: _reload(a.pid, a.record or _reload_record(), a.timeout),
+        "schema": _schema,
+    }
+    return commands[args.command](args)
+
+
+def _schema(args: argparse.Namespace) -> int:
     for path in write_schemas(args.out):
         if not args.quiet:
             print(path)
@@ -132,10 +147,31 @@ def _run(config_path: Path, *, verbose: bool, quiet: bool) -> int:
     for warning in warn_insecure_files(settings, config_path):
         logging.getLogger(__name__).warning("%s", warning)
     daemon = Daemon(
-        config_path=config_path, settings=settings, notifier=Notifier.from_environ(os.environ)
+        config_path=config_path,
+        settings=settings,
+        notifier=Notifier.from_environ(os.environ),
+        reload_record=_reload_record(),
     )
     daemon.install_signal_handlers()
     return daemon.run()
+
+
+def _reload_record() -> Path | None:
+    """Where the daemon keeps its reload record: systemd's RuntimeDirectory (the first)."""
+    from satellite.reload_record import RECORD_NAME
+
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return Path(runtime) / RECORD_NAME if runtime else None
+
+
+def _reload(pid: int, record: Path | None, timeout: float) -> int:
+    from satellite.reload_record import request_reload
+
+    if record is None:
+        raise SatelliteError("no reload record: pass --record, or run it under systemd")
+    done = request_reload(pid, record, timeout=timeout)
+    print(f"satellite: reload {done.outcome}", file=sys.stderr if not done.ok else sys.stdout)
+    return 0 if done.ok else EX_FAILURE
 
 
 def _simulate(settings: Settings, wavs: list[Path], *, publish: bool) -> int:

@@ -100,7 +100,22 @@ class SessionEvent:
     event: Event
 
 
-Item = MqttMessage | OversizedMessage | ConnectionChanged | ButtonPressed | SessionEvent
+@dataclass(frozen=True)
+class Reconfigure:
+    """A reload changed the room's settings: what the controller works with from now on."""
+
+    topics: Topics
+    source: str
+    indicator: Indicator
+    leds: PatternSink
+    save_mute: Callable[[bool], None]
+    follow_up: FollowUp
+    max_payload_bytes: int
+
+
+Item = (
+    MqttMessage | OversizedMessage | ConnectionChanged | ButtonPressed | SessionEvent | Reconfigure
+)
 
 
 @dataclass
@@ -181,6 +196,10 @@ class Controller:
             item = OversizedMessage(item.topic, len(item.payload))
         self._queue.put(item)
 
+    def reconfigure(self, change: Reconfigure) -> None:
+        """Take new settings from a reload, on the control thread, keeping the room's state."""
+        self._queue.put(change)
+
     def close(self, timeout: float = 1.0) -> None:
         """Stop the control thread (bounded wait); idempotent."""
         self._queue.put(None)
@@ -223,6 +242,23 @@ class Controller:
             self.indicator.set_offline(not item.connected)
         elif isinstance(item, ButtonPressed):
             self._set_muted(not self.muted, "button")
+        elif isinstance(item, Reconfigure):
+            self._reconfigure(item)
+
+    def _reconfigure(self, change: Reconfigure) -> None:
+        moved = change.save_mute != self.save_mute  # another mute file: it gets our state
+        self.topics, self.source = change.topics, change.source
+        self.save_mute, self.follow_up = change.save_mute, change.follow_up
+        self.max_payload_bytes = change.max_payload_bytes
+        self.leds, self.indicator = change.leds, change.indicator
+        # The new indicator starts from what the room sees now; the new LEDs show it.
+        self.indicator.set_muted(self.muted)
+        self.indicator.set_fault(self.fault is not None)
+        if self._state in ("wake_detected", "listening"):
+            self.indicator.show(self._state)
+        if moved:
+            self.save_mute(self.muted)
+        self._view = None  # the next refresh shows the pattern and publishes the status
 
     def _inbound(self, message: MqttMessage) -> None:
         parsed = parse_inbound(

@@ -40,7 +40,7 @@ def reconnect_delay(failures: int, min_s: float, max_s: float, rng: random.Rando
 
 
 @dataclass(frozen=True, slots=True)
-class _Held:
+class Held:
     """A QoS >= 1 publish waiting in the offline queue."""
 
     topic: str
@@ -95,7 +95,7 @@ class MqttLink:
         # while handing a message to paho, so that hand-overs keep the order of publish calls.
         self._lock = threading.Lock()
         self._births: dict[str, bytes] = {}
-        self._held: deque[_Held] = deque()
+        self._held: deque[Held] = deque()
         self._online = False  # hand publishes to paho (else hold them); set after the flush
         self._dropped_qos0 = 0
         self._dropped_offline = 0
@@ -107,6 +107,7 @@ class MqttLink:
         self._last_failure: str | None = None
         self._failed_attempts = 0
         self._backoff_step = 0  # reconnect waits since the last accepted connection
+        self._prepared = False
         self._started = False
         self._closed = False
         self._client = self._new_client(client_id, will)
@@ -137,14 +138,20 @@ class MqttLink:
 
     # -- owner's side (any thread) -------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Apply credentials and TLS: ConfigError if they are wrong. `start()` does it too."""
+        if not self._prepared:
+            self._configure_credentials()
+            self._configure_tls()
+            self._prepared = True
+
     def start(self) -> None:
         """Apply credentials and TLS, then connect in the background; an outage is not fatal."""
         if self._closed:
             raise MqttError("the MQTT link is closed")
         if self._started:
             return
-        self._configure_credentials()
-        self._configure_tls()
+        self.prepare()
         settings = self._settings
         self._client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_s)
         self._client.loop_start()
@@ -238,14 +245,14 @@ class MqttLink:
         _check_publish(topic, payload, qos)
         with self._lock:
             if not self._online:
-                self._hold(_Held(topic, payload, qos, retain))
+                self._hold(Held(topic, payload, qos, retain))
                 return None
             info = self._hand_over(topic, payload, qos, retain)
             if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
                 self._dropped_qos0 += 1  # the socket died before paho told us
             return info
 
-    def _hold(self, message: _Held) -> None:
+    def _hold(self, message: Held) -> None:
         # Called with _lock held.
         if message.qos == 0:
             self._dropped_qos0 += 1
@@ -268,6 +275,31 @@ class MqttLink:
             return self._client.publish(topic, payload, qos=qos, retain=retain)
         except ValueError as exc:
             raise MqttError(f"cannot publish to {topic!r}: {exc}") from exc
+
+    def take_queue(self) -> list[Held]:
+        """Remove and return the messages waiting in the offline queue, oldest first (for the
+        link that replaces this one on a reload: see `adopt`)."""
+        with self._lock:
+            held = list(self._held)
+            self._held.clear()
+            return held
+
+    def adopt(self, held: Sequence[Held]) -> None:
+        """Queue messages taken from the link this one replaces, ahead of any queued here.
+
+        Call it before `start()`: then they go out first, in order, on the first connection.
+        """
+        with self._lock:
+            if self._online:  # too late to go first: send now, after what was already sent
+                for message in held:
+                    self._hand_over(message.topic, message.payload, message.qos, message.retain)
+                return
+            merged = [*held, *self._held]
+            excess = max(0, len(merged) - self._settings.offline_queue)
+            if excess:
+                self._dropped_offline += excess
+                self._log.warning("MQTT offline queue full: dropped the %d oldest", excess)
+            self._held = deque(merged[excess:])
 
     def close(self) -> None:
         """Disconnect cleanly (so the broker does not send the will) and stop paho's thread."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -47,8 +48,13 @@ class Notifier:
         self._notify("READY=1")
 
     def reloading(self) -> None:
-        """A configuration reload (SIGHUP) began; `ready()` ends it."""
-        self._notify("RELOADING=1")
+        """A configuration reload (SIGHUP) began; `ready()` ends it.
+
+        MONOTONIC_USEC tells systemd (253 and later) that this reload began after the one it
+        asked for, so `systemctl reload` waits for the READY=1 that ends it.
+        """
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self._notify(f"RELOADING=1\nMONOTONIC_USEC={usec}")
 
     def stopping(self) -> None:
         """A clean shutdown began."""
