@@ -9,7 +9,9 @@ groups, sandbox, notify, watchdog, restart, reload) is checked by systemd itself
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,6 +142,18 @@ def test_reload_sends_sighup_and_keeps_the_process(standin: SystemdContainer) ->
         "MainPID": before,
         "ActiveState": "active",
     }
+    standin.systemctl("stop", unit)
+
+
+def test_reload_returns_only_once_the_new_config_is_in_effect(standin: SystemdContainer) -> None:
+    unit = start_room(standin, "slowreload", reload_s=2.0)
+    began = time.monotonic()
+    standin.systemctl("reload", unit, timeout=60)
+    took = time.monotonic() - began
+    # No waiting here: the reload is done when systemctl returns.
+    assert "reloaded /etc/satellite/slowreload.toml" in journal(standin, unit)
+    assert took >= 2.0, f"systemctl reload returned after {took:.2f} s, before the reload"
+    assert standin.show(unit, "ActiveState")["ActiveState"] == "active"
     standin.systemctl("stop", unit)
 
 
@@ -287,6 +301,85 @@ def test_daemon_reload_rereads_the_config(daemon: tuple[SystemdContainer, FifoMi
         lambda: container.show(unit, "ActiveState")["ActiveState"] == "active", 30, what="ready"
     )
     assert container.show(unit, "MainPID")["MainPID"] == pid
+
+
+class PingWatch:
+    """Samples systemd's own record of the last watchdog ping of `unit` (its monotonic time)."""
+
+    def __init__(self, container: SystemdContainer, unit: str) -> None:
+        self.container, self.unit = container, unit
+        self.stamps: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            usec = int(
+                self.container.show(self.unit, "WatchdogTimestampMonotonic")[
+                    "WatchdogTimestampMonotonic"
+                ]
+                or 0
+            )
+            if usec and (not self.stamps or usec != self.stamps[-1]):
+                self.stamps.append(usec)
+
+    def wait_for_ping(self, timeout: float = 15.0) -> None:
+        """Until systemd records a new ping."""
+        count = len(self.stamps)
+        self.container.wait_for(lambda: len(self.stamps) > count, timeout, what="a ping")
+
+    def largest_gap_s(self) -> float:
+        """The longest time between two pings systemd recorded (a missed sample only makes
+        it look longer)."""
+        return max(b - a for a, b in itertools.pairwise(self.stamps)) / 1e6
+
+    def __enter__(self) -> PingWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def test_daemon_reloads_never_starve_the_watchdog(
+    daemon: tuple[SystemdContainer, FifoMic],
+) -> None:
+    container, _ = daemon
+    unit = running(container)
+    before = container.show(unit, "MainPID", "NRestarts", "WatchdogUSec")
+    assert before["WatchdogUSec"] == "10s", before
+    phrases = '[stt]\nphrases = ["stop the music"]'
+    with PingWatch(container, unit) as pings:
+        for k in range(10):
+            pings.wait_for_ping()
+            time.sleep(k * 0.45)  # a reload at another point of the 5 s ping cycle each time
+            # Phrases on, then off: from the second on, each reload loads the models again.
+            configure(container, "salon", threshold=0.5 + k / 100, extra=phrases * (k % 2))
+            container.systemctl("reload", unit, timeout=120)
+            # In effect when systemctl returns: no waiting for the journal line.
+            assert (
+                f"wake threshold {0.5 + k / 100:g}"
+                in journal(container, unit).split("reload: applying")[-1]
+            )
+        pid = before["MainPID"]
+        container.run("sh", "-c", f"for i in $(seq 50); do kill -HUP {pid}; done")
+
+        def settled() -> bool:
+            record = container.run("cat", "/run/satellite/salon/reload").stdout.split()
+            return record[0] == record[1]
+
+        container.wait_for(settled, 60, what="the burst's reloads")
+        for _ in range(3):
+            pings.wait_for_ping()
+    after = container.show(unit, "MainPID", "NRestarts", "ActiveState")
+    print(
+        f"10 reloads + 50 SIGHUPs under WatchdogSec=10: largest gap between pings "
+        f"{pings.largest_gap_s():.2f} s over {len(pings.stamps)} pings"
+    )
+    assert after == {"MainPID": before["MainPID"], "NRestarts": "0", "ActiveState": "active"}
+    assert "Watchdog timeout" not in journal(container, unit)
+    assert pings.largest_gap_s() < 7.5
 
 
 def test_daemon_config_error_exits_78_without_restart(

@@ -11,6 +11,10 @@ only (the container's python3). The room config's `[standin]` table says what to
                            pipeline); < 0: ping forever
     ping_every_s   = 0.0   > 0: ping interval; else half of WATCHDOG_USEC, like the daemon
     read_paths     = []    open each for reading at start and log the outcome
+    reload_s       = 0.0   seconds a reload takes (between RELOADING=1 and READY=1)
+
+`reload --pid PID` (the unit's ExecReload) does what `satellite reload` does: SIGHUP, then
+wait for the reload record in $RUNTIME_DIRECTORY to show a reload begun after it completed.
 """
 
 from __future__ import annotations
@@ -81,8 +85,43 @@ def watchdog(pings: int, every: float, stop: threading.Event) -> None:
         sent += 1
 
 
+def record_path() -> str:
+    return os.path.join(os.environ["RUNTIME_DIRECTORY"].split(":")[0], "reload")
+
+
+def read_record() -> tuple[int, int]:
+    try:
+        with open(record_path(), encoding="utf-8") as record:
+            started, completed, _ = record.read().split(" ", 2)
+    except FileNotFoundError:
+        return 0, 0
+    return int(started), int(completed)
+
+
+def write_record(started: int, completed: int, outcome: str) -> None:
+    tmp = record_path() + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as record:
+        record.write(f"{started} {completed} {outcome}\n")
+    os.replace(tmp, record_path())
+
+
+def request_reload(pid: int) -> int:
+    """ExecReload: SIGHUP the main process and wait (up to 60 s) until it reloaded."""
+    before, _ = read_record()
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if read_record()[1] > before:
+            log(f"reload of {pid} done")
+            return 0
+        time.sleep(0.05)
+    return 1
+
+
 def main(argv: list[str]) -> int:
-    """`run --config PATH`."""
+    """`run --config PATH`, or `reload --pid PID`."""
+    if argv[0] == "reload":
+        return request_reload(int(argv[argv.index("--pid") + 1]))
     config_path = argv[argv.index("--config") + 1]
     config = load(config_path)
     if config.get("exit_status", -1) >= 0:
@@ -100,13 +139,20 @@ def main(argv: list[str]) -> int:
     pings, every = config.get("watchdog_pings", -1), config.get("ping_every_s", 0.0)
     pinger = threading.Thread(target=watchdog, args=(pings, every, stop))
     pinger.start()
+    reloads = 0
     while not stop.wait(0.05):
         if reload.is_set():
             reload.clear()
-            notify("RELOADING=1")
+            reloads += 1
+            write_record(reloads, reloads - 1, "reloading")
+            notify(
+                f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
+            )
+            time.sleep(config.get("reload_s", 0.0))
             config = load(config_path)
             log(f"reloaded {config_path}")
             notify("READY=1")
+            write_record(reloads, reloads, "ok")
     notify("STOPPING=1")
     log("stopping")
     pinger.join()
