@@ -107,7 +107,7 @@ def test_unit_keeps_the_contract() -> None:
         "Type": ["notify"],
         "NotifyAccess": ["main"],
         "ExecStart": ["/opt/satellite/bin/satellite run --config /etc/satellite/%i.toml"],
-        "ExecReload": ["/bin/kill -HUP $MAINPID"],
+        "ExecReload": ["/opt/satellite/bin/satellite reload --pid $MAINPID"],
         "Restart": ["on-failure"],
         "RestartPreventExitStatus": ["78"],
         "User": ["satellite"],
