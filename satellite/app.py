@@ -317,33 +317,43 @@ class Satellite:
 
     def _reload_room(self, settings: Settings) -> None:
         """LEDs, button and the control side, for new LED/button/follow-up/topic settings."""
-        if settings.leds != self.settings.leds and self.leds is not None:
-            old = self.leds
-            old.close()  # frees the pins for the new driver
-            try:
-                self.leds = build_leds(settings.leds, pin_factory=self.pin_factory)
-            except SatelliteError:
-                self.leds = build_leds(self.settings.leds, pin_factory=self.pin_factory)
-                raise
+        if settings.leds != self.settings.leds:
+            self._reopen_leds(settings)
         if self.button is not None:
             self.button.close()
         self.button = self._make_button(settings)
         if _mute_path(settings) != self.mute_store.path:
             self.mute_store = MuteStore(_mute_path(settings))
         self.outbox = build_outbox(settings)
-        if self.controller is not None and self.leds is not None:
-            followup = settings.followup
-            self.controller.reconfigure(
-                Reconfigure(
-                    topics=self.outbox.topics,
-                    source=self.outbox.source,
-                    indicator=build_indicator(settings.leds),
-                    leds=self.leds,
-                    save_mute=self.mute_store.save,
-                    follow_up=FollowUp(followup.enabled, followup.no_speech_timeout_s),
-                    max_payload_bytes=settings.mqtt.max_payload_bytes,
-                )
+        self._reconfigure_controller(settings)
+
+    def _reopen_leds(self, settings: Settings) -> None:
+        """The new LEDs; if they do not open, the old ones again and SatelliteError."""
+        if self.leds is None:
+            return
+        self.leds.close()  # frees the pins for the new driver
+        try:
+            self.leds = build_leds(settings.leds, pin_factory=self.pin_factory)
+        except SatelliteError:
+            self.leds = build_leds(self.settings.leds, pin_factory=self.pin_factory)
+            self._reconfigure_controller(self.settings)
+            raise
+
+    def _reconfigure_controller(self, settings: Settings) -> None:
+        if self.controller is None or self.leds is None:
+            return
+        followup = settings.followup
+        self.controller.reconfigure(
+            Reconfigure(
+                topics=self.outbox.topics,
+                source=self.outbox.source,
+                indicator=build_indicator(settings.leds),
+                leds=self.leds,
+                save_mute=self.mute_store.save,
+                follow_up=FollowUp(followup.enabled, followup.no_speech_timeout_s),
+                max_payload_bytes=settings.mqtt.max_payload_bytes,
             )
+        )
 
     def _replace_link(self, settings: Settings, link: MqttLink) -> None:
         """Move to `link`: the offline queue goes with it, in order, ahead of what comes next."""

@@ -280,3 +280,20 @@ def test_a_burst_of_sighups_is_coalesced_and_the_pings_go_on(running: Running) -
     assert record.ok and record.completed <= 3
     assert max(gaps) < WATCHDOG_S
     assert running.sat.proc.poll() is None
+
+
+def test_a_reload_to_leds_that_do_not_open_keeps_the_running_ones(
+    running: Running, broker: Broker
+) -> None:
+    with Probe(broker.host, broker.port, f"{ROOM}/#") as probe:
+        probe.wait_for(lambda m: m.topic == STATUS and as_json(m)["online"], 15)
+        # No GPIO on this machine (and no mock pin factory): the HAT's LEDs cannot open.
+        bad = running.reload(leds={"hat": "respeaker-2mic"})
+        assert not bad.ok and "cannot open the apa102 LEDs" in bad.outcome, bad
+        mark = len(probe.received())
+        probe.publish(f"{ROOM}/session/gw-1/state", b'{"state":"processing","source":"gw"}')
+        probe.wait_for(
+            lambda m: m.topic == STATUS and as_json(m).get("led") == "processing", 10, start=mark
+        )
+        assert running.reload(leds={"brightness": 0.25}).ok
+        assert running.sat.proc.poll() is None
