@@ -63,7 +63,7 @@ class Running:
 
     def reload(self, **sections: dict[str, Any]) -> ReloadRecord:
         """Rewrite the config with `sections` over the test room's and reload; the record."""
-        room_config(self.config, port=self.port, **sections)
+        room_config(self.config, port=self.port, **sections)  # type: ignore[arg-type]
         return request_reload(self.sat.proc.pid, self.record, timeout=60.0)
 
     @property

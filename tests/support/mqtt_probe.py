@@ -10,6 +10,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -44,7 +45,13 @@ class Probe:
         *,
         client_id: str = "",
         timeout: float = 5.0,
+        persistent: bool = False,
     ) -> None:
+        """`persistent`: a session the broker keeps (and queues for) while we are away; it
+        needs a `client_id`, and a broker with persistence to survive its restarts."""
+        if persistent and not client_id:
+            raise ValueError("a persistent probe needs a client_id")
+        self.persistent = persistent
         self.host = host
         self.port = port
         self.topic_filter = topic_filter
@@ -68,7 +75,17 @@ class Probe:
 
     def start(self) -> None:
         """Connect, subscribe, and return once the broker's SUBACK arrived."""
-        self._client.connect(self.host, self.port, keepalive=30)
+        properties = None
+        if self.persistent:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 3600
+        self._client.connect(
+            self.host,
+            self.port,
+            keepalive=30,
+            clean_start=not self.persistent,
+            properties=properties,
+        )
         self._started = True
         self._client.loop_start()
         try:

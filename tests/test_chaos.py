@@ -1,0 +1,248 @@
+"""Everything at once: spoken sessions while the broker restarts, reloads arrive, the microphone
+pauses and hostile retained messages wait on every subscribed topic (about a minute).
+
+The real `satellite run` (FIFO microphone, real models, mock GPIO for the LEDs) against a
+mosquitto with persistence, watched by a persistent-session probe, so that what the satellite
+publishes while the probe is reconnecting after a restart is queued for it, not lost.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from satellite.reload_record import request_reload
+from tests.support.broker import Broker
+from tests.support.fifo_mic import FifoMic
+from tests.support.mqtt_probe import Probe, Received
+from tests.support.satellite_proc import SatelliteProcess, room_config
+from tests.support.speech import RATE, speak
+
+pytestmark = pytest.mark.integration
+
+ROOM = "v1/voice_assistant/room/salon"
+STATUS = f"{ROOM}/satellite/sat1/status"
+COMMAND = f"{ROOM}/satellite/sat1/command"
+COMMANDS = [
+    "turn on the kitchen lights",
+    "turn off the kitchen lights",
+    "stop the music",
+    "turn on the kitchen lights",
+    "stop the music",
+    "turn off the kitchen lights",
+]
+GAP = np.zeros(3 * RATE, dtype=np.int16)
+LED_CEILING_S = 5.0
+# Retained, waiting before the satellite connects and after every broker restart.
+HOSTILE = {
+    COMMAND: b'{"command": "mute"}',
+    f"{ROOM}/session/other-sat/state": b'{"state": "muted", "source": "satellite/other"}',
+    f"{ROOM}/session/old/state": b'{"state": "processing", "source": "gateway"}',
+    f"{ROOM}/session/old/overlay_hint": b'{"keep_open": true}',
+    f"{ROOM}/session/junk/state": b"\xff not json",
+}
+
+
+def as_json(message: Received) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(message.payload)
+    return data
+
+
+def kind(message: Received) -> str:
+    parts = message.topic.split("/")
+    return "/".join(parts[6:]) if parts[4] == "session" else parts[-1]
+
+
+def own_session(message: Received) -> bool:
+    """A session message this satellite published (not one of the hostile retained ones)."""
+    if message.topic.split("/")[4] != "session" or message.retain:
+        return False
+    if kind(message) == "transcript/final":
+        return True
+    return kind(message) == "state" and as_json(message).get("source") == "satellite/sat1"
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout} s")
+        time.sleep(0.05)  # polling interval, bounded by the deadline
+
+
+def publish_hostile(broker: Broker) -> None:
+    with Probe(broker.host, broker.port, "unused/topic") as publisher:
+        for topic, payload in HOSTILE.items():
+            publisher.publish(topic, payload, retain=True)
+
+
+class Chaos:
+    """The disturbances, each run at its moment of a schedule (seconds after the start)."""
+
+    def __init__(self, broker: Broker, mic: FifoMic, sat: SatelliteProcess, config: Path) -> None:
+        self.broker, self.mic, self.sat, self.config = broker, mic, sat, config
+        self.record = config.parent / "run" / "reload"
+        self.reloads = 0
+        self.restarts = 0
+
+    def hostile(self) -> None:
+        publish_hostile(self.broker)
+
+    def restart_broker(self, down_s: float) -> None:
+        self.broker.stop()
+        time.sleep(down_s)  # the outage's length: a scheduled disturbance, not a wait
+        self.broker.start()
+        self.restarts += 1
+
+    def reload(self, **sections: dict[str, Any]) -> None:
+        room_config(self.config, port=self.broker.port, **_ROOM, **sections)  # type: ignore[arg-type]
+        done = request_reload(self.sat.proc.pid, self.record, timeout=60.0)
+        assert done.ok, done
+        self.reloads += 1
+
+    def pause_mic(self, seconds: float) -> None:
+        self.mic.pause_writing()
+        time.sleep(seconds)  # how long the microphone stalls: a scheduled disturbance
+        self.mic.resume_writing()
+
+    def run(self, schedule: list[tuple[float, Callable[[], None]]]) -> None:
+        began = time.monotonic()
+        for at, action in schedule:
+            time.sleep(max(0.0, began + at - time.monotonic()))  # the schedule's clock
+            action()
+
+
+_ROOM: dict[str, Any] = {"leds": {"hat": "respeaker-2mic", "timeout_s": LED_CEILING_S}}
+
+
+def test_chaos_every_final_is_delivered_in_order_and_nothing_sticks(
+    tmp_path: Path, fifo_mic: FifoMic, speech_cache: Path
+) -> None:
+    persistence = tmp_path / "broker" / "db"
+    persistence.mkdir(parents=True)
+    broker = Broker(
+        tmp_path / "broker",
+        extra_config=f"persistence true\npersistence_location {persistence}/\n",
+    )
+    config = room_config(tmp_path / "salon.toml", port=broker.port, **_ROOM)
+    (tmp_path / "run").mkdir()
+    env = {
+        **fifo_mic.env,
+        "GPIOZERO_PIN_FACTORY": "mock",
+        "RUNTIME_DIRECTORY": str(tmp_path / "run"),
+    }
+    audio = np.concatenate(
+        [
+            part
+            for c in COMMANDS
+            for part in (speak(f"hey jarvis, {c}", cache_dir=speech_cache), GAP)
+        ]
+    )
+    with broker:
+        probe = Probe(
+            broker.host, broker.port, f"{ROOM}/#", client_id="chaos-probe", persistent=True
+        )
+        with probe:
+            publish_hostile(broker)
+            with SatelliteProcess(
+                ["run", "--config", str(config)], env=env, log_path=tmp_path / "log"
+            ) as sat:
+                chaos = Chaos(broker, fifo_mic, sat, config)
+                probe.wait_for(lambda m: m.topic == STATUS and as_json(m)["online"], 30)
+                pid, rss_start = sat.proc.pid, rss_mib(sat.proc.pid)
+                began = time.monotonic()
+                fifo_mic.feed(audio)
+                chaos.run(
+                    [
+                        (2.0, lambda: chaos.reload(wake={"threshold": 0.45})),
+                        (5.0, lambda: chaos.restart_broker(2.0)),
+                        (9.0, chaos.hostile),
+                        (11.0, lambda: chaos.pause_mic(1.0)),
+                        (14.0, lambda: chaos.reload(followup={"enabled": True})),
+                        (17.0, lambda: chaos.restart_broker(4.0)),
+                        (22.0, chaos.hostile),
+                        (24.0, lambda: chaos.reload(mqtt={"keepalive_s": 20})),
+                        (27.0, lambda: chaos.pause_mic(0.5)),
+                        (30.0, lambda: chaos.restart_broker(1.0)),
+                        (32.0, chaos.hostile),
+                        (35.0, chaos.reload),
+                    ]
+                )
+                fifo_mic.wait_fed(120)
+                wait_until(
+                    lambda: sat.log().count("final transcript:") >= len(COMMANDS),
+                    60,
+                    "a final for every command",
+                )
+                last = probe.wait_for(
+                    lambda m: (
+                        kind(m) == "transcript/final"
+                        and as_json(m)["text"] == COMMANDS[-1]
+                        and len(finals(probe)) >= len(COMMANDS)
+                    ),
+                    60,
+                )
+                assert last
+                # Nothing sticks: once the room is quiet the LEDs come back to idle within the
+                # ceiling, whatever the hostile retained states said.
+                quiet = len(probe.received())
+                probe.wait_for(
+                    lambda m: m.topic == STATUS and as_json(m).get("led") == "idle",
+                    LED_CEILING_S + 10,
+                    start=quiet,
+                )
+                rss_end = rss_mib(pid)
+                assert sat.proc.poll() is None and sat.proc.pid == pid, "the satellite restarted"
+                assert sat.stop() == 0
+    log = sat.log()
+    took = time.monotonic() - began
+    delivered = finals(probe)
+    print(
+        f"chaos ({took:.0f} s): {len(COMMANDS)} spoken, {len(delivered)} finals delivered "
+        f"(in order); {chaos.restarts} broker restarts, {chaos.reloads} reloads, 2 mic pauses; "
+        f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB"
+    )
+    assert [text for _, text in delivered] == COMMANDS
+    check_no_final_after_its_idle(probe)
+    assert "Traceback" not in log
+    assert rss_end <= rss_start + 20
+    status = [as_json(m) for m in probe.received() if m.topic == STATUS][-1]
+    assert status["muted"] is False, "a retained mute command was obeyed"
+
+
+def finals(probe: Probe) -> list[tuple[str, str]]:
+    """(message_id, text) of each final, once each (delivery is at-least-once)."""
+    seen: dict[str, str] = {}
+    for message in probe.received():
+        if kind(message) == "transcript/final":
+            seen.setdefault(as_json(message)["message_id"], as_json(message)["text"])
+    return list(seen.items())
+
+
+def check_no_final_after_its_idle(probe: Probe) -> None:
+    """In arrival order, each session's final comes before its idle."""
+    idle_at: dict[str, int] = {}
+    final_at: dict[str, int] = {}
+    for index, message in enumerate(probe.received()):
+        if not own_session(message):
+            continue
+        session = message.topic.split("/")[5]
+        if kind(message) == "transcript/final":
+            final_at.setdefault(session, index)
+        elif as_json(message)["state"] == "idle":
+            idle_at.setdefault(session, index)
+    for session, index in final_at.items():
+        assert index < idle_at.get(session, len(probe.received())), f"final after idle: {session}"
