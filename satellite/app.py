@@ -12,26 +12,27 @@ from pathlib import Path
 from typing import Any
 
 from satellite import __version__
+from satellite.accessories import Accessories
 from satellite.assemble import Engines, build_machine, build_outbox, client_id, load_engines
 from satellite.audio import Capture, FrameAssembler
-from satellite.button import MuteButton
 from satellite.config import Settings
 from satellite.contracts import StatusCounters, StatusMessage, now_ms
 from satellite.control import (
+    AccessoryFault,
     ButtonPressed,
     ConnectionChanged,
     Controller,
     Counters,
     FollowUp,
+    Item,
     MqttMessage,
     Reconfigure,
     RoomView,
     SessionEvent,
     SessionRequest,
 )
-from satellite.errors import SatelliteError
 from satellite.frames import Frame
-from satellite.leds import LedAnimator, build_indicator, build_leds, resolve_button
+from satellite.leds import build_indicator
 from satellite.mqtt import MqttLink
 from satellite.outbox import Outbox
 from satellite.reload import ReloadPlan
@@ -198,8 +199,7 @@ class Satellite:
             on_event=self._on_event,
         )
         self.mute_store = MuteStore(_mute_path(settings))
-        self.leds: LedAnimator | None = None
-        self.button: MuteButton | None = None
+        self.accessories = self._make_accessories(settings)  # ConfigError: a HAT that can't work
         self.controller: Controller | None = None
         self.link = self._make_link(settings)
         self.last_wake: float | None = None
@@ -238,13 +238,13 @@ class Satellite:
         )
 
     def start(self) -> None:
-        """Open the microphone and GPIO, start processing, connect (in the background)."""
+        """Open the microphone, LEDs and button (or retry them in the background), start
+        processing, connect (in the background)."""
         self.capture.open()
-        self.leds = build_leds(self.settings.leds, pin_factory=self.pin_factory)
-        self.controller = self._make_controller(self.leds)
+        self.controller = self._make_controller()
         self.controller.start()
         self.pipeline.start()
-        self.button = self._make_button(self.settings)
+        self.accessories.start()
         self.link.start()
         self._log_config()
 
@@ -253,13 +253,13 @@ class Satellite:
         log.info("wake models %s, wake threshold %g", ", ".join(wake.models), wake.threshold)
         log.info("listening in room %s as %s", self.settings.room_id, self.settings.satellite_id)
 
-    def _make_controller(self, leds: LedAnimator) -> Controller:
+    def _make_controller(self) -> Controller:
         followup = self.settings.followup
         return Controller(
             topics=self.outbox.topics,
             source=self.outbox.source,
             indicator=build_indicator(self.settings.leds),
-            leds=leds,
+            leds=self.accessories,
             request_session=self.pipeline.request,
             on_change=self._publish_status,
             save_mute=self.mute_store.save,
@@ -268,15 +268,12 @@ class Satellite:
             max_payload_bytes=self.settings.mqtt.max_payload_bytes,
         )
 
-    def _make_button(self, settings: Settings) -> MuteButton | None:
-        button = resolve_button(settings.leds, settings.button)
-        if not button.enabled:
-            return None
-        return MuteButton(
-            pin=button.pin,
-            pull_up=button.pull_up,
-            bounce_s=button.bounce_s,
+    def _make_accessories(self, settings: Settings) -> Accessories:
+        return Accessories(
+            settings.leds,
+            settings.button,
             on_press=lambda: self._submit(ButtonPressed()),
+            on_fault=lambda reason: self._submit(AccessoryFault(reason)),
             pin_factory=self.pin_factory,
         )
 
@@ -317,30 +314,19 @@ class Satellite:
 
     def _reload_room(self, settings: Settings) -> None:
         """LEDs, button and the control side, for new LED/button/follow-up/topic settings."""
-        if settings.leds != self.settings.leds:
-            self._reopen_leds(settings)
-        if self.button is not None:
-            self.button.close()
-        self.button = self._make_button(settings)
+        old = self.settings
+        if (settings.leds, settings.button) != (old.leds, old.button):
+            accessories = self._make_accessories(settings)  # ConfigError: nothing changed yet
+            self.accessories.close()  # frees the pins for the new ones
+            self.accessories = accessories
+            accessories.start()
         if _mute_path(settings) != self.mute_store.path:
             self.mute_store = MuteStore(_mute_path(settings))
         self.outbox = build_outbox(settings)
         self._reconfigure_controller(settings)
 
-    def _reopen_leds(self, settings: Settings) -> None:
-        """The new LEDs; if they do not open, the old ones again and SatelliteError."""
-        if self.leds is None:
-            return
-        self.leds.close()  # frees the pins for the new driver
-        try:
-            self.leds = build_leds(settings.leds, pin_factory=self.pin_factory)
-        except SatelliteError:
-            self.leds = build_leds(self.settings.leds, pin_factory=self.pin_factory)
-            self._reconfigure_controller(self.settings)
-            raise
-
     def _reconfigure_controller(self, settings: Settings) -> None:
-        if self.controller is None or self.leds is None:
+        if self.controller is None:
             return
         followup = settings.followup
         self.controller.reconfigure(
@@ -348,7 +334,7 @@ class Satellite:
                 topics=self.outbox.topics,
                 source=self.outbox.source,
                 indicator=build_indicator(settings.leds),
-                leds=self.leds,
+                leds=self.accessories,
                 save_mute=self.mute_store.save,
                 follow_up=FollowUp(followup.enabled, followup.no_speech_timeout_s),
                 max_payload_bytes=settings.mqtt.max_payload_bytes,
@@ -381,7 +367,7 @@ class Satellite:
 
     # -- threads' hand-overs --------------------------------------------------------------
 
-    def _submit(self, item: MqttMessage | ConnectionChanged | ButtonPressed | SessionEvent) -> None:
+    def _submit(self, item: Item) -> None:
         if self.controller is not None:
             self.controller.submit(item)
 
@@ -417,6 +403,7 @@ class Satellite:
             muted=None if view is None else view.muted,
             led=None if view is None else view.led,
             fault=None if view is None else view.fault,
+            accessory_fault=None if view is None else view.accessory_fault,
             uptime_s=round(time.monotonic() - self.started, 1),
             counters=None
             if counters is None
@@ -455,9 +442,11 @@ class Satellite:
         if capture.fault is not None:
             mic = f"mic {device!r} FAULT ({capture.fault})"
         mqtt = self.settings.mqtt
+        accessories = self.accessories.fault
+        leds = f"; LEDs/button FAULT ({accessories})" if accessories else ""
         return (
             f"room {self.settings.room_id}{muted}; {mic}; "
-            f"broker {mqtt.host}:{mqtt.port} {broker}; last wake {wake}"
+            f"broker {mqtt.host}:{mqtt.port} {broker}; last wake {wake}{leds}"
         )
 
     def _say_offline(self, link: MqttLink, outbox: Outbox) -> None:
@@ -469,14 +458,11 @@ class Satellite:
         """Stop everything, say `online: false` on the status topic, release devices."""
         with self._lock:
             self._closed = True
-        if self.button is not None:
-            self.button.close()
         self.pipeline.stop()
         self.capture.close()
         if self.controller is not None:
             self.controller.close()
-        if self.leds is not None:
-            self.leds.close()
+        self.accessories.close()
         if self.link.connected:
             self._say_offline(self.link, self.outbox)
         self.link.close()

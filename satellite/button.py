@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from satellite.errors import AccessoryError
+
 
 class MuteButton:
     """A debounced push button; `on_press` runs on gpiozero's callback thread."""
@@ -20,7 +22,12 @@ class MuteButton:
     ) -> None:
         from gpiozero import Button
 
-        self._button = Button(pin, pull_up=pull_up, bounce_time=bounce_s, pin_factory=pin_factory)
+        try:
+            self._button = Button(
+                pin, pull_up=pull_up, bounce_time=bounce_s, pin_factory=pin_factory
+            )
+        except Exception as exc:  # gpiozero's and lgpio's errors have no common root
+            raise AccessoryError(f"button: cannot open GPIO{pin}: {exc}") from exc
         # A zero-argument lambda: gpiozero passes the device to one-argument callables.
         self._button.when_pressed = lambda: on_press()  # noqa: PLW0108
 

@@ -25,7 +25,7 @@ from satellite.config import (
     warn_insecure_files,
 )
 from satellite.config_doc import effective_values, toml_value, value_sources
-from satellite.errors import ConfigError, SatelliteError
+from satellite.errors import AccessoryError, ConfigError, SatelliteError
 
 ETC_DIR = Path("/etc/satellite")
 SYSTEMD_RUN_DIR = Path("/run/systemd/system")  # exists only when systemd is PID 1
@@ -210,7 +210,7 @@ def check_leds(settings: Settings, *, step_s: float = LED_STEP_S) -> Result:
         if resolve_leds(settings.leds).driver == "none":
             return passed("LEDs", f"none configured (hat {settings.leds.hat!r})")
         animator = build_leds(settings.leds)
-    except ConfigError as exc:
+    except (ConfigError, AccessoryError) as exc:
         return failed("LEDs", str(exc), _GPIO_FIX)
     try:
         shown = cycle_patterns(animator, step_s, lambda _name: None)
@@ -221,8 +221,6 @@ def check_leds(settings: Settings, *, step_s: float = LED_STEP_S) -> Result:
 
 def check_button(settings: Settings) -> Result:
     """The mute button's pin reads, and whether it is held down now."""
-    from gpiozero import GPIOZeroError
-
     from satellite.button import MuteButton
     from satellite.leds import resolve_button
 
@@ -237,8 +235,8 @@ def check_button(settings: Settings) -> Result:
             pin=button.pin, pull_up=button.pull_up, bounce_s=button.bounce_s, on_press=_ignore
         ) as mute:
             pressed = mute.pressed
-    except GPIOZeroError as exc:
-        return failed("button", f"GPIO{button.pin}: {exc}", _GPIO_FIX)
+    except AccessoryError as exc:
+        return failed("button", str(exc), _GPIO_FIX)
     if pressed:
         return passed("button", f"GPIO{button.pin} reads pressed (if nobody holds it: pull_up?)")
     return passed("button", f"GPIO{button.pin} reads released")

@@ -109,6 +109,11 @@ class StatusMessage(Outbound):
     muted: bool | None = None
     led: str | None = Field(None, description="name of the LED pattern shown")
     fault: str | None = Field(None, description="why the microphone does not work, if it does not")
+    accessory_fault: str | None = Field(
+        None,
+        description="why the LEDs or the button do not work, if they do not (retried; the "
+        "satellite listens without them)",
+    )
     version: str | None = None
     uptime_s: float | None = Field(None, ge=0)
     counters: StatusCounters | None = None

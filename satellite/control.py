@@ -94,6 +94,13 @@ class ButtonPressed:
 
 
 @dataclass(frozen=True)
+class AccessoryFault:
+    """The LEDs or button failed to open (`reason`) or are open now (None)."""
+
+    reason: str | None
+
+
+@dataclass(frozen=True)
 class SessionEvent:
     """Something the session machine did (submitted by the pipeline thread)."""
 
@@ -114,7 +121,13 @@ class Reconfigure:
 
 
 Item = (
-    MqttMessage | OversizedMessage | ConnectionChanged | ButtonPressed | SessionEvent | Reconfigure
+    MqttMessage
+    | OversizedMessage
+    | ConnectionChanged
+    | ButtonPressed
+    | SessionEvent
+    | AccessoryFault
+    | Reconfigure
 )
 
 
@@ -135,6 +148,7 @@ class RoomView:
     muted: bool
     led: str
     fault: str | None = None
+    accessory_fault: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +188,7 @@ class Controller:
         self.counters = Counters()
         self.muted = muted
         self.fault: str | None = None
+        self.accessory_fault: str | None = None
         self._state: SatelliteState = "muted" if muted else "idle"
         self._own_sessions: deque[str] = deque(maxlen=16)
         self._view: RoomView | None = None
@@ -242,6 +257,8 @@ class Controller:
             self.indicator.set_offline(not item.connected)
         elif isinstance(item, ButtonPressed):
             self._set_muted(not self.muted, "button")
+        elif isinstance(item, AccessoryFault):
+            self.accessory_fault = item.reason
         elif isinstance(item, Reconfigure):
             self._reconfigure(item)
 
@@ -336,7 +353,7 @@ class Controller:
 
     def _refresh(self, force: bool = False) -> None:
         pattern = self.indicator.tick()
-        view = RoomView(self._state, self.muted, pattern, self.fault)
+        view = RoomView(self._state, self.muted, pattern, self.fault, self.accessory_fault)
         counters_due = (
             self._counters_dirty_since is not None
             and time.monotonic() - self._counters_dirty_since >= 1.0

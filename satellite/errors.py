@@ -19,3 +19,7 @@ class AudioError(SatelliteError):
 
 class MqttError(SatelliteError):
     """The broker configuration is unusable (not raised for transient outages)."""
+
+
+class AccessoryError(SatelliteError):
+    """LEDs or the button cannot be opened now (no HAT, no GPIO or SPI access): not fatal."""

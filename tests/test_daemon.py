@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -127,3 +128,19 @@ def test_run_without_notify_socket_works_and_sends_nothing(
     ):
         st.wait_for(lambda m: b'"online":true' in m.payload, 30)
         assert sat.stop() == 0
+
+
+def test_without_a_microphone_ready_and_online_come_with_the_fault(
+    tmp_path: Path, broker: Broker, fifo_mic: FifoMic, notify: NotifySocket
+) -> None:
+    """READY=1 and `online: true` mean the daemon runs (config valid, models loaded, the
+    microphone open or being retried); STATUS= and the status say when it cannot hear."""
+    sat, _ = start(tmp_path, broker, fifo_mic, notify, audio={"device": "no_such_mic"})
+    with sat, Probe(broker.host, broker.port, "v1/voice_assistant/room/salon/#") as probe:
+        line = notify.wait_for(lambda n: n.line.startswith("STATUS=") and "FAULT" in n.line, 10)
+        assert line is not None and "no capture device matches 'no_such_mic'" in line.line
+        status = probe.wait_for(lambda m: m.topic.endswith("/status"), 10)
+        body = json.loads(status.payload)
+        assert (body["online"], body["state"]) == (True, "error"), body
+        assert "no capture device matches 'no_such_mic'" in body["fault"]
+        assert sat.proc.poll() is None

@@ -11,7 +11,7 @@ from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory, MockPWMPin, MockSPIDevice
 
 from satellite.config import LedSettings
-from satellite.errors import ConfigError
+from satellite.errors import AccessoryError, ConfigError
 from satellite.leds import build_indicator, build_leds, cycle_patterns
 from satellite.leds.animator import LedAnimator
 from satellite.leds.drivers import Apa102Strip, NullLeds, SingleLed, apa102_frame
@@ -172,8 +172,11 @@ def test_build_leds_rgb_without_a_profile(mock_factory: MockFactory) -> None:
         assert [mock_factory.pin(p).state for p in (5, 6, 13)] == pytest.approx([0.6, 0, 0])
 
 
-def test_build_leds_pin_in_use_is_a_config_error(mock_factory: MockFactory) -> None:
-    with DigitalOutputDevice(27, pin_factory=mock_factory), pytest.raises(ConfigError) as info:
+def test_build_leds_pin_in_use_is_an_accessory_error(mock_factory: MockFactory) -> None:
+    with (
+        DigitalOutputDevice(27, pin_factory=mock_factory),
+        pytest.raises(AccessoryError) as info,
+    ):
         build_leds(LedSettings(hat="gpio-led"), pin_factory=mock_factory)
     assert "cannot open the single LEDs" in str(info.value)
 

@@ -282,18 +282,23 @@ def test_a_burst_of_sighups_is_coalesced_and_the_pings_go_on(running: Running) -
     assert running.sat.proc.poll() is None
 
 
-def test_a_reload_to_leds_that_do_not_open_keeps_the_running_ones(
-    running: Running, broker: Broker
+def test_a_reload_to_leds_that_do_not_open_reports_them_and_keeps_listening(
+    running: Running, broker: Broker, fifo_mic: FifoMic, speech_cache: Path
 ) -> None:
     with Probe(broker.host, broker.port, f"{ROOM}/#") as probe:
         probe.wait_for(lambda m: m.topic == STATUS and as_json(m)["online"], 15)
         # No GPIO on this machine (and no mock pin factory): the HAT's LEDs cannot open.
-        bad = running.reload(leds={"hat": "respeaker-2mic"})
-        assert not bad.ok and "cannot open the apa102 LEDs" in bad.outcome, bad
-        mark = len(probe.received())
-        probe.publish(f"{ROOM}/session/gw-1/state", b'{"state":"processing","source":"gw"}')
-        probe.wait_for(
-            lambda m: m.topic == STATUS and as_json(m).get("led") == "processing", 10, start=mark
+        done = running.reload(leds={"hat": "respeaker-2mic"})
+        assert done.ok, done
+        faulty = probe.wait_for(
+            lambda m: m.topic == STATUS and "cannot open the apa102" in str(as_json(m)), 10
         )
-        assert running.reload(leds={"brightness": 0.25}).ok
+        assert as_json(faulty)["online"] and as_json(faulty)["state"] == "idle"
+        mark = len(probe.received())
+        fifo_mic.feed(speak(f"hey jarvis, {COMMANDS[2]}", cache_dir=speech_cache))
+        assert as_json(probe.wait_for(is_final, 20, start=mark))["text"] == COMMANDS[2]
+        assert running.reload(leds={"hat": "none"}).ok
+        probe.wait_for(
+            lambda m: m.topic == STATUS and "accessory_fault" not in as_json(m), 10, start=mark
+        )
         assert running.sat.proc.poll() is None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from satellite.errors import ConfigError
+from satellite.errors import AccessoryError, ConfigError
 from satellite.leds.animator import LedAnimator, LedDriver
 from satellite.leds.hats import HatLeds, HatProfile, available_hats, describe, load_hat
 from satellite.leds.patterns import IDLE, PATTERNS, Indicator, Pattern
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from satellite.config import ButtonSettings, LedSettings
 
 __all__ = [
+    "IDLE",
     "PATTERNS",
     "HatLeds",
     "HatProfile",
@@ -57,9 +58,8 @@ def resolve_leds(settings: LedSettings) -> HatLeds:
 
 
 def open_driver(leds: HatLeds, *, brightness: float = 1.0, pin_factory: Any = None) -> LedDriver:
-    """The driver for `leds`; gpiozero errors (bad pin, no GPIO here) become ConfigError."""
-    from gpiozero import GPIOZeroError
-
+    """The driver for `leds`; AccessoryError when the hardware does not open (no HAT, no GPIO
+    or SPI access, a pin in use)."""
     from satellite.leds import drivers
 
     try:
@@ -91,13 +91,14 @@ def open_driver(leds: HatLeds, *, brightness: float = 1.0, pin_factory: Any = No
                 enable_active_high=leds.enable_active_high,
                 pin_factory=pin_factory,
             )
-    except GPIOZeroError as exc:
-        raise ConfigError(f"leds: cannot open the {leds.driver} LEDs: {exc}") from exc
+    except Exception as exc:  # gpiozero's, lgpio's and spidev's errors have no common root
+        raise AccessoryError(f"leds: cannot open the {leds.driver} LEDs: {exc}") from exc
     return drivers.NullLeds()
 
 
 def build_leds(settings: LedSettings, *, pin_factory: Any = None) -> LedAnimator:
-    """An animator on the configured LEDs, showing idle; ConfigError if they cannot be opened."""
+    """An animator on the configured LEDs, showing idle; ConfigError for a configuration that
+    cannot work, AccessoryError when the hardware does not open."""
     leds = resolve_leds(settings)
     driver = open_driver(leds, brightness=settings.brightness, pin_factory=pin_factory)
     return LedAnimator(driver, fps=settings.fps)
