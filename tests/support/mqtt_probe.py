@@ -75,17 +75,14 @@ class Probe:
 
     def start(self) -> None:
         """Connect, subscribe, and return once the broker's SUBACK arrived."""
-        properties = None
         if self.persistent:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = 3600
-        self._client.connect(
-            self.host,
-            self.port,
-            keepalive=30,
-            clean_start=not self.persistent,
-            properties=properties,
-        )
+            self._client.connect(
+                self.host, self.port, keepalive=30, clean_start=False, properties=properties
+            )
+        else:
+            self._client.connect(self.host, self.port, keepalive=30)
         self._started = True
         self._client.loop_start()
         try:
