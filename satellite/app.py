@@ -16,7 +16,7 @@ from satellite.accessories import Accessories
 from satellite.assemble import Engines, build_machine, build_outbox, client_id, load_engines
 from satellite.audio import Capture, FrameAssembler
 from satellite.config import Settings
-from satellite.contracts import StatusCounters, StatusMessage, now_ms
+from satellite.contracts import StatusCounters, StatusMessage, new_id, now_ms
 from satellite.control import (
     AccessoryFault,
     ButtonPressed,
@@ -42,6 +42,10 @@ from satellite.systemd import Liveness
 from satellite.topics import SatelliteTopic
 
 log = logging.getLogger(__name__)
+
+# This process on the broker: the same in every status and in the will, across reloads.
+INSTANCE_ID = new_id()
+STARTED_MS = now_ms()
 
 
 def log_event(event: Event, audio_age_s: float = 0.0) -> None:
@@ -224,10 +228,7 @@ class Satellite:
     def _make_link(self, settings: Settings) -> MqttLink:
         topics = build_outbox(settings).topics
         # MQTT allows one will: it goes to the primary tree (v1 when dual publishing).
-        will = (
-            topics.satellite(SatelliteTopic.STATUS)[0],
-            self._status(None, online=False, settings=settings),
-        )
+        will = (topics.satellite(SatelliteTopic.STATUS)[0], self._will(settings))
         return MqttLink(
             settings.mqtt,
             client_id=client_id(settings),
@@ -384,6 +385,17 @@ class Satellite:
             self.link.publish(outgoing.topic, outgoing.message.to_json(), qos=outgoing.qos)
         self._submit(SessionEvent(event))
 
+    def _will(self, settings: Settings) -> bytes:
+        # The broker publishes it at a moment nobody knows now: no timestamp, uptime or state.
+        return StatusMessage(
+            online=False,
+            room_id=settings.room_id,
+            satellite_id=settings.satellite_id,
+            instance_id=INSTANCE_ID,
+            since=STARTED_MS,
+            version=__version__,
+        ).to_json()
+
     def _status(
         self,
         view: RoomView | None,
@@ -397,6 +409,8 @@ class Satellite:
             online=online,
             room_id=settings.room_id,
             satellite_id=settings.satellite_id,
+            instance_id=INSTANCE_ID,
+            since=STARTED_MS,
             timestamp=now_ms(),
             version=__version__,
             state=None if view is None else view.state,

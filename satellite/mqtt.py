@@ -63,9 +63,11 @@ class MqttLink:
     (re)connect: subscribe, then on SUBACK hand the queue over in order, then the births, all
     under `_lock`, so a publish from another thread can only come after them. paho itself only
     ever holds what it was given while connected (QoS 1 not yet acknowledged), and resends that
-    on the next CONNACK, before our SUBACK: one copy of each message, oldest first. (Without
+    on the next CONNACK, before our SUBACK: the queue adds no copy, oldest first. (Without
     subscriptions the hand-over happens on CONNACK, just before paho's resends.)
     The session is clean: a broker that restarted and forgot us is the normal case.
+    Delivery is at-least-once: a message the broker received but whose PUBACK was lost is
+    resent and arrives twice, with the same payload (consumers de-duplicate on `message_id`).
 
     paho's own reconnect backoff has no jitter, but `reconnect_delay_set()` also restarts its
     doubling: before each wait (in `on_disconnect` / `on_connect_fail`) we set both bounds to
