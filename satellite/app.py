@@ -39,6 +39,7 @@ from satellite.reload import ReloadPlan
 from satellite.session import Event, Final, Listening, SessionMachine, WakeDetected
 from satellite.state_store import MuteStore
 from satellite.systemd import Liveness
+from satellite.takeover import OwnStatus
 from satellite.topics import SatelliteTopic
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,11 @@ class Satellite:
         topics = build_outbox(settings).topics
         # MQTT allows one will: it goes to the primary tree (v1 when dual publishing).
         will = (topics.satellite(SatelliteTopic.STATUS)[0], self._will(settings))
+        room, satellite_id = settings.room_id, settings.satellite_id
+        advice = (
+            f"give each satellite its own satellite_id in its config (/etc/satellite/{room}.toml"
+            f" when installed; this one is satellite_id {satellite_id!r} in room {room!r})"
+        )
         return MqttLink(
             settings.mqtt,
             client_id=client_id(settings),
@@ -236,6 +242,7 @@ class Satellite:
             subscriptions=topics.subscriptions(),
             on_message=lambda topic, payload: self._submit(MqttMessage(topic, payload)),
             on_connection_change=lambda up: self._submit(ConnectionChanged(up)),
+            own_status=OwnStatus(INSTANCE_ID, advice),
         )
 
     def start(self) -> None:

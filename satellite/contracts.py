@@ -158,6 +158,14 @@ class StatusMessage(Outbound):
         return self
 
 
+class RetainedStatus(Inbound):
+    """A status read back from our own status topic, from any version of the satellite."""
+
+    online: bool
+    satellite_id: str
+    instance_id: str | None = None
+
+
 class GatewayState(Inbound):
     """A `state` message from the gateway; any state string is accepted."""
 
