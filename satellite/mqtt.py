@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
-import ssl
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from satellite.config import MqttSettings
 from satellite.errors import ConfigError, MqttError
+from satellite.mqtt_connect import connect_failure, tls_context
 from satellite.takeover import Origin, OwnStatus, TakeoverGuard
 
 _log = logging.getLogger(__name__)
@@ -191,7 +189,7 @@ class MqttLink:
             return
         ca_file = self._settings.ca_file
         try:
-            self._client.tls_set_context(_tls_context(ca_file))
+            self._client.tls_set_context(tls_context(ca_file))
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             where = f"mqtt.ca_file {ca_file}" if ca_file else "the system CA certificates"
             # A ConfigError, not an MqttError: it never heals, so the CLI exits 78.
@@ -526,59 +524,6 @@ class MqttLink:
             self._handle_connection_change(connected)
         except Exception:
             self._log.exception("on_connection_change(%s) failed", connected)
-
-
-class _ClosingSSLSocket(ssl.SSLSocket):
-    """An SSLSocket that closes itself when its handshake fails: paho drops it unclosed."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            super().do_handshake(block)
-        except OSError:
-            self.close()
-            raise
-
-
-def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """What paho's tls_set() builds (certificate and host name verified), plus the closing."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if ca_file is None:
-        context.load_default_certs()
-    else:
-        context.load_verify_locations(cafile=str(ca_file))
-    context.sslsocket_class = _ClosingSSLSocket
-    return context
-
-
-# OpenSSL's X509_V_ERR_* codes that a setting of ours (or the clock) explains.
-_HOST_MISMATCH = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
-_BAD_DATES = (9, 10)  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
-
-
-def connect_failure(exc: BaseException | None, settings: MqttSettings) -> str:
-    """Why a connection attempt failed, in words that name the setting to check."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        message = exc.verify_message.rstrip(".")
-        reason = f"TLS handshake failed: certificate verify failed: {message}"
-        return f"{reason} ({_certificate_fix(exc.verify_code, settings)})"
-    if isinstance(exc, ssl.SSLError):
-        why = exc.reason or exc.strerror or str(exc)
-        return f"TLS handshake failed: {why} (is mqtt.port a TLS listener? check mqtt.tls)"
-    if isinstance(exc, socket.gaierror):
-        return f"unreachable: {settings.host!r} not found ({exc.strerror}; check mqtt.host)"
-    if isinstance(exc, OSError):
-        return f"unreachable: {exc.strerror or exc.__class__.__name__}"
-    return "unreachable"
-
-
-def _certificate_fix(code: int, settings: MqttSettings) -> str:
-    if code in _HOST_MISMATCH:
-        return f"the broker's certificate does not name {settings.host}: check mqtt.host"
-    if code in _BAD_DATES:
-        return "check the dates of the broker's certificate and this machine's clock"
-    if settings.ca_file is None:
-        return "check mqtt.ca_file: unset, so only the system CAs are trusted"
-    return f"check mqtt.ca_file {settings.ca_file}: it must hold the CA of the broker's certificate"
 
 
 def _check_publish(topic: str, payload: bytes, qos: int) -> None:
