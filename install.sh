@@ -217,6 +217,35 @@ make_dir() {
   [ -d "$(at "$1")" ] || install -d -m "$2" "$(at "$1")"
 }
 
+# The satellite_id of a new config: what the daemon's default would be
+# (satellite.config.default_satellite_id: the host name and 6 hex of a hash of the machine id),
+# written out so that it shows and stays. Empty when the target has no machine id yet (an image
+# before its first boot, which may be flashed onto several Pis): each Pi then derives its own.
+machine_satellite_id() {
+  local id="" host="" file
+  file=$(at /etc/machine-id)
+  [ -r "$file" ] && read -r id < "$file"
+  [[ $id =~ ^[0-9a-f]{32}$ ]] || return 0
+  if [ -z "$root" ]; then
+    host=$(uname -n)
+  elif [ -r "$root/etc/hostname" ]; then
+    read -r host < "$root/etc/hostname" || true
+  fi
+  [ -n "$host" ] || return 0
+  host=${host//[^A-Za-z0-9_.-]/-}
+  printf '%s-%s\n' "$host" "$(printf 'satellite-id:%s' "$id" | sha256sum | cut -c1-6)"
+}
+
+render_satellite_id() {
+  local id
+  id=$(machine_satellite_id)
+  if [ -n "$id" ]; then
+    printf 'satellite_id = "%s"   # unique per machine: its MQTT client id and status topic\n' "$id"
+  else
+    printf '# satellite_id = "pi-%s"   # default: the host name and 6 hex of a hash of /etc/machine-id\n' "$room"
+  fi
+}
+
 render_config() {
   local text auth device=default host=127.0.0.1 port=1883 tls=false
   if [ -n "$broker" ]; then host=$mqtt_host; port=$mqtt_port; tls=$mqtt_tls; fi
@@ -232,6 +261,7 @@ password_file = \"$conf_dir/$room.password\"   # the password, one line; mode 06
   [ ! -f "$fw/alsa/$hat.conf" ] || device=satellite_mic
   text=$(<"$fw/room.toml.in")
   text=${text//@AUTH@/"$auth"}
+  text=${text//@SATELLITE_ID@/"$(render_satellite_id)"}
   text=${text//@ROOM@/"$room"}
   text=${text//@HOST@/"$host"}
   text=${text//@PORT@/"$port"}

@@ -16,7 +16,7 @@ from satellite.accessories import Accessories
 from satellite.assemble import Engines, build_machine, build_outbox, client_id, load_engines
 from satellite.audio import Capture, FrameAssembler
 from satellite.config import Settings
-from satellite.contracts import StatusCounters, StatusMessage, now_ms
+from satellite.contracts import StatusCounters, StatusMessage, new_id, now_ms
 from satellite.control import (
     AccessoryFault,
     ButtonPressed,
@@ -39,9 +39,14 @@ from satellite.reload import ReloadPlan
 from satellite.session import Event, Final, Listening, SessionMachine, WakeDetected
 from satellite.state_store import MuteStore
 from satellite.systemd import Liveness
+from satellite.takeover import OwnStatus
 from satellite.topics import SatelliteTopic
 
 log = logging.getLogger(__name__)
+
+# This process on the broker: the same in every status and in the will, across reloads.
+INSTANCE_ID = new_id()
+STARTED_MS = now_ms()
 
 
 def log_event(event: Event, audio_age_s: float = 0.0) -> None:
@@ -224,9 +229,11 @@ class Satellite:
     def _make_link(self, settings: Settings) -> MqttLink:
         topics = build_outbox(settings).topics
         # MQTT allows one will: it goes to the primary tree (v1 when dual publishing).
-        will = (
-            topics.satellite(SatelliteTopic.STATUS)[0],
-            self._status(None, online=False, settings=settings),
+        will = (topics.satellite(SatelliteTopic.STATUS)[0], self._will(settings))
+        room, satellite_id = settings.room_id, settings.satellite_id
+        advice = (
+            f"give each satellite its own satellite_id in its config (/etc/satellite/{room}.toml"
+            f" when installed; this one is satellite_id {satellite_id!r} in room {room!r})"
         )
         return MqttLink(
             settings.mqtt,
@@ -235,6 +242,7 @@ class Satellite:
             subscriptions=topics.subscriptions(),
             on_message=lambda topic, payload: self._submit(MqttMessage(topic, payload)),
             on_connection_change=lambda up: self._submit(ConnectionChanged(up)),
+            own_status=OwnStatus(INSTANCE_ID, advice),
         )
 
     def start(self) -> None:
@@ -384,6 +392,17 @@ class Satellite:
             self.link.publish(outgoing.topic, outgoing.message.to_json(), qos=outgoing.qos)
         self._submit(SessionEvent(event))
 
+    def _will(self, settings: Settings) -> bytes:
+        # The broker publishes it at a moment nobody knows now: no timestamp, uptime or state.
+        return StatusMessage(
+            online=False,
+            room_id=settings.room_id,
+            satellite_id=settings.satellite_id,
+            instance_id=INSTANCE_ID,
+            since=STARTED_MS,
+            version=__version__,
+        ).to_json()
+
     def _status(
         self,
         view: RoomView | None,
@@ -397,6 +416,8 @@ class Satellite:
             online=online,
             room_id=settings.room_id,
             satellite_id=settings.satellite_id,
+            instance_id=INSTANCE_ID,
+            since=STARTED_MS,
             timestamp=now_ms(),
             version=__version__,
             state=None if view is None else view.state,

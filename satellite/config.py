@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -266,8 +267,33 @@ class ModelsSettings(_Section):
     dir: Path = Field(Path("/var/lib/satellite/models"), description="also SATELLITE_MODELS_DIR")
 
 
-def _default_satellite_id() -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "satellite"
+MACHINE_ID_FILE = Path("/etc/machine-id")
+_MACHINE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def default_satellite_id(host: str | None = None, machine_id_file: Path = MACHINE_ID_FILE) -> str:
+    """The host name and 6 hex of a hash of the machine id: differs between machines even when
+    their host names are equal; the host name alone when there is no machine id to read.
+
+    Hashed with our own prefix because machine-id(5) asks applications not to publish the id
+    itself. install.sh computes the same value for the configs it writes.
+    """
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname() if host is None else host)
+    name = name or "satellite"
+    machine_id = _read_machine_id(machine_id_file)
+    if machine_id is None:
+        return name
+    digest = hashlib.sha256(f"satellite-id:{machine_id}".encode()).hexdigest()
+    return f"{name}-{digest[:6]}"
+
+
+def _read_machine_id(path: Path) -> str | None:
+    # Absent, empty or "uninitialized" (an image before its first boot): no machine id yet.
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if _MACHINE_ID.fullmatch(text) else None
 
 
 class Settings(BaseSettings):
@@ -279,8 +305,10 @@ class Settings(BaseSettings):
 
     room_id: TopicLevel = Field(description="the room: one MQTT topic level, required")
     satellite_id: TopicLevel = Field(
-        default_factory=_default_satellite_id,
-        description="this satellite within the room: one topic level; default the host name",
+        default_factory=default_satellite_id,
+        description="this satellite within the room, unique per machine (its MQTT client id "
+        "and status topic): one topic level; default the host name and 6 hex of a hash of "
+        "/etc/machine-id",
     )
     mqtt: MqttSettings = MqttSettings()
     audio: AudioSettings = AudioSettings()

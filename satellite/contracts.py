@@ -1,4 +1,8 @@
-"""The MQTT payloads as pydantic models: strict for what we publish, tolerant for what we read."""
+"""The MQTT payloads as pydantic models: strict for what we publish, tolerant for what we read.
+
+Delivery is at-least-once: QoS 1 repeats a message whose acknowledgement was lost, with the
+same `message_id`, so consumers de-duplicate on `message_id`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,19 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SatelliteState = Literal["idle", "wake_detected", "listening", "muted", "error"]
+MessageId = Annotated[
+    str,
+    Field(
+        description="unique per message (UUID4). Delivery is at-least-once: a message whose "
+        "MQTT acknowledgement was lost arrives again with the same message_id, so consumers "
+        "de-duplicate on it"
+    ),
+]
 
 
 def now_ms() -> int:
@@ -44,7 +56,7 @@ class StateMessage(Outbound):
 
     state: SatelliteState
     timestamp: int = Field(ge=0, description="Unix epoch milliseconds")
-    message_id: str
+    message_id: MessageId
     room_id: str
     session_id: str
     source: str = Field(description="who published it: `satellite/<satellite_id>`")
@@ -65,7 +77,7 @@ class TranscriptInterim(Outbound):
     text: str
     sequence: int = Field(ge=1, description="1, 2, 3... within one utterance")
     timestamp: int = Field(ge=0)
-    message_id: str
+    message_id: MessageId
     utt_id: str
 
 
@@ -84,7 +96,7 @@ class TranscriptFinal(Outbound):
     text: str = Field(min_length=1)
     confidence: float = Field(ge=0, le=1)
     timestamp: int = Field(ge=0)
-    message_id: str
+    message_id: MessageId
     utt_id: str
     words: list[Word] | None = None
 
@@ -99,12 +111,33 @@ class StatusCounters(Outbound):
 
 
 class StatusMessage(Outbound):
-    """`.../satellite/{satellite_id}/status`, retained; the last will carries `online: false`."""
+    """`.../satellite/{satellite_id}/status`, retained: while online, the birth and every change;
+    `online: false` at a clean stop; and the last will, `online: false` without a `timestamp`.
+    """
 
-    online: bool
+    online: bool = Field(
+        description="true while this satellite runs and is connected; false in the status of "
+        "a clean stop and in the last will (the broker's word that the connection is gone)"
+    )
     room_id: str
     satellite_id: str
-    timestamp: int = Field(ge=0)
+    instance_id: str = Field(
+        description="random id of this satellite process, the same in all its statuses and its "
+        "last will; another value means another process: a restart, or a second satellite "
+        "configured with this satellite_id"
+    )
+    since: int = Field(
+        ge=0,
+        description="Unix epoch milliseconds when this satellite process started, the same in "
+        "all its statuses and its last will: the will ends the run that began then",
+    )
+    timestamp: int | None = Field(
+        None,
+        ge=0,
+        description="Unix epoch milliseconds when this status was published; set in every status "
+        "but the last will: the broker publishes the will when it notices the connection is "
+        "gone, a moment nobody can stamp in advance, so consumers take its time of arrival",
+    )
     state: SatelliteState | None = None
     muted: bool | None = None
     led: str | None = Field(None, description="name of the LED pattern shown")
@@ -117,6 +150,20 @@ class StatusMessage(Outbound):
     version: str | None = None
     uptime_s: float | None = Field(None, ge=0)
     counters: StatusCounters | None = None
+
+    @model_validator(mode="after")
+    def _stamped_when_online(self) -> StatusMessage:
+        if self.online and self.timestamp is None:
+            raise ValueError("timestamp is set whenever online is true (only the will has none)")
+        return self
+
+
+class RetainedStatus(Inbound):
+    """A status read back from our own status topic, from any version of the satellite."""
+
+    online: bool
+    satellite_id: str
+    instance_id: str | None = None
 
 
 class GatewayState(Inbound):

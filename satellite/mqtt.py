@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from satellite.config import MqttSettings
 from satellite.errors import ConfigError, MqttError
+from satellite.mqtt_connect import connect_failure, tls_context
+from satellite.takeover import Origin, OwnStatus, TakeoverGuard
 
 _log = logging.getLogger(__name__)
 
@@ -63,13 +67,19 @@ class MqttLink:
     (re)connect: subscribe, then on SUBACK hand the queue over in order, then the births, all
     under `_lock`, so a publish from another thread can only come after them. paho itself only
     ever holds what it was given while connected (QoS 1 not yet acknowledged), and resends that
-    on the next CONNACK, before our SUBACK: one copy of each message, oldest first. (Without
+    on the next CONNACK, before our SUBACK: the queue adds no copy, oldest first. (Without
     subscriptions the hand-over happens on CONNACK, just before paho's resends.)
     The session is clean: a broker that restarted and forgot us is the normal case.
+    Delivery is at-least-once: a message the broker received but whose PUBACK was lost is
+    resent and arrives twice, with the same payload (consumers de-duplicate on `message_id`).
 
     paho's own reconnect backoff has no jitter, but `reconnect_delay_set()` also restarts its
     doubling: before each wait (in `on_disconnect` / `on_connect_fail`) we set both bounds to
     the next `reconnect_delay()`, so paho's thread sleeps exactly our jittered step.
+
+    With `own_status`, the link also reads back the retained will topic (our status) on every
+    connect, and a `TakeoverGuard` tells another connection using our client id from ordinary
+    disconnects (see satellite.takeover): then one ERROR, and long waits instead of a fight.
     """
 
     def __init__(
@@ -83,11 +93,17 @@ class MqttLink:
         on_connection_change: ConnectionHandler | None = None,
         logger: logging.Logger = _log,
         rng: random.Random | None = None,
+        own_status: OwnStatus | None = None,
     ) -> None:
         self._settings = settings
         self._address = f"{settings.host}:{settings.port}"
+        self._client_id = client_id
         self._handle_message = on_message
-        self._subscriptions = tuple(subscriptions)
+        self._own_status = own_status
+        # Our status topic is where the will goes; read back only to know whose it is.
+        self._status_topic = will[0] if will is not None and own_status is not None else None
+        watched = () if self._status_topic is None else (self._status_topic,)
+        self._subscriptions = tuple(subscriptions) + watched
         self._handle_connection_change = on_connection_change
         self._log = logger
         self._rng = rng if rng is not None else random.Random()
@@ -107,6 +123,7 @@ class MqttLink:
         self._last_failure: str | None = None
         self._failed_attempts = 0
         self._backoff_step = 0  # reconnect waits since the last accepted connection
+        self._guard = TakeoverGuard(rng=self._rng)
         self._prepared = False
         self._started = False
         self._closed = False
@@ -172,7 +189,7 @@ class MqttLink:
             return
         ca_file = self._settings.ca_file
         try:
-            self._client.tls_set(ca_certs=None if ca_file is None else str(ca_file))
+            self._client.tls_set_context(tls_context(ca_file))
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             where = f"mqtt.ca_file {ca_file}" if ca_file else "the system CA certificates"
             # A ConfigError, not an MqttError: it never heals, so the CLI exits 78.
@@ -346,6 +363,7 @@ class MqttLink:
             client.disconnect()
             return
         self._session_up = True
+        self._guard.accepted(time.monotonic())
         attempts = self._failed_attempts
         retried = f" after {attempts} failed attempts" if attempts else ""
         self._log.info("connected to MQTT broker %s (%s)%s", self._address, reason_code, retried)
@@ -396,7 +414,9 @@ class MqttLink:
         self._notify(True)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self._note_failure("unreachable")
+        # paho passes no reason, but calls this inside its `except OSError:` around the
+        # connect, so the exception being handled is the reason (None if that ever changes).
+        self._note_failure(connect_failure(sys.exc_info()[1], self._settings))
         self._set_next_wait(client)
 
     def _set_next_wait(self, client: mqtt.Client) -> None:
@@ -427,12 +447,40 @@ class MqttLink:
             lost = reason_code.is_failure and not flags.is_disconnect_packet_from_server
             reason = f"connection lost: {reason_code}" if lost else str(reason_code)
             self._log.info("disconnected from MQTT broker %s (%s)", self._address, reason)
+            if not self._closed:
+                self._back_off_if_taken_over(client)
         if was_ready:
             self._notify(False)
+
+    def _back_off_if_taken_over(self, client: mqtt.Client) -> None:
+        backoff = self._guard.lost(time.monotonic())
+        if backoff is None:
+            return
+        if backoff.report is not None:
+            self._report_takeover(backoff.report)
+        client.reconnect_delay_set(backoff.wait_s, backoff.wait_s)  # type: ignore[arg-type]
+        self._log.warning(
+            "MQTT client id %r is in use by another connection: reconnecting in %.0f s, not at "
+            "once, so as not to take it back every second (long wait %d)",
+            self._client_id,
+            backoff.wait_s,
+            self._guard.waits,
+        )
+
+    def _report_takeover(self, sign: str) -> None:
+        advice = self._own_status.advice if self._own_status else "give each client its own id"
+        self._log.error(
+            "MQTT client id %r is in use by another connection (%s), so the broker keeps "
+            "closing one for the other: %s",
+            self._client_id,
+            sign,
+            advice,
+        )
 
     def _note_failure(self, reason: str) -> None:
         # One line per outage (and per change of reason), never one per retry.
         self._failed_attempts += 1
+        self._guard.failed()
         if reason == self._last_failure:
             return
         self._last_failure = reason
@@ -445,6 +493,9 @@ class MqttLink:
         )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._status_topic is not None and message.topic == self._status_topic:
+            self._check_retained_status(message)
+            return
         if self._handle_message is None:
             return
         topic = "?"
@@ -453,6 +504,18 @@ class MqttLink:
             self._handle_message(topic, bytes(message.payload))
         except Exception:  # an exception here would end paho's thread, and with it the link
             self._log.exception("on_message failed for a message on %r", topic)
+
+    def _check_retained_status(self, message: mqtt.MQTTMessage) -> None:
+        # Only the copy the broker hands over on subscribing (retain flag set) says who was
+        # here while we were away; live copies are our own births coming back.
+        if self._own_status is None or not message.retain or not message.payload:
+            return
+        origin = self._own_status.origin(bytes(message.payload))
+        if origin is not Origin.OURS:
+            self._log.debug("retained status on %s is %s", message.topic, origin.value)
+        sign = self._guard.retained(origin)
+        if sign is not None:
+            self._report_takeover(sign)
 
     def _notify(self, connected: bool) -> None:
         if self._handle_connection_change is None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from satellite.contracts import StatusMessage
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe, Received
@@ -240,7 +241,7 @@ def test_kill_9_leaves_the_last_will_and_a_restart_comes_back_online(
             ["run", "--config", str(config)], env=mock_env(fifo_mic), log_path=tmp_path / "log"
         )
         with sat:
-            probe.wait_for(is_status(online=True), 30)
+            birth = status_of(probe.wait_for(is_status(online=True), 30))
             os.kill(sat.proc.pid, signal.SIGKILL)
             killed = time.monotonic()
             will = probe.wait_for(
@@ -248,10 +249,17 @@ def test_kill_9_leaves_the_last_will_and_a_restart_comes_back_online(
             )
             print(f"last will after kill -9: {will.at - killed:.2f} s (keepalive {keepalive} s)")
             assert will.retain
+        # The will claims no time it cannot know; it names the run it ends.
+        ended = StatusMessage.model_validate_json(will.payload)
+        assert ended.timestamp is None and ended.uptime_s is None and ended.state is None
+        assert (ended.since, ended.instance_id) == (birth["since"], birth["instance_id"])
+        assert birth["timestamp"] >= birth["since"]
         with SatelliteProcess(
             ["run", "--config", str(config)], env=mock_env(fifo_mic), log_path=tmp_path / "log2"
         ):
-            probe.wait_for(is_status(online=True), 30, start=len(probe.received()))
+            again = probe.wait_for(is_status(online=True), 30, start=len(probe.received()))
+            assert status_of(again)["instance_id"] != birth["instance_id"]
+            assert status_of(again)["since"] >= birth["since"]
     with Probe(broker.host, broker.port, STATUS) as late:
         retained = late.wait_for(lambda m: True, 5.0)
         assert status_of(retained)["online"] is False and retained.retain

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from satellite.config import EX_CONFIG, MqttSettings, load_settings
+from satellite.config import EX_CONFIG, MqttSettings, default_satellite_id, load_settings
 from satellite.errors import ConfigError, SatelliteError
 from satellite.topics import check_topic_level
 
@@ -76,6 +76,45 @@ def test_defaults_fill_everything_but_room_id(tmp_path: Path) -> None:
     assert settings.stt.model == "vosk-model-small-en-us-0.15"
     assert settings.models.dir == Path("/var/lib/satellite/models")
     assert check_topic_level(settings.satellite_id) == settings.satellite_id
+    assert settings.satellite_id == default_satellite_id()
+
+
+def machine_id(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / f"machine-id-{text.strip()}"
+    path.write_text(text)
+    return path
+
+
+def test_default_satellite_id_differs_between_machines_with_the_same_host_name(
+    tmp_path: Path,
+) -> None:
+    first = default_satellite_id("raspberrypi", machine_id(tmp_path, "0123456789abcdef" * 2))
+    second = default_satellite_id("raspberrypi", machine_id(tmp_path, "fedcba9876543210" * 2))
+    assert first.startswith("raspberrypi-") and second.startswith("raspberrypi-")
+    assert first != second
+    assert len(first) == len("raspberrypi-") + 6
+    assert check_topic_level(first) == first
+
+
+def test_default_satellite_id_is_stable_and_does_not_publish_the_machine_id(
+    tmp_path: Path,
+) -> None:
+    path = machine_id(tmp_path, "3d1219c7c4c5404aaa1f6d2a48adfda4\n")
+    satellite_id = default_satellite_id("pi", path)
+    assert satellite_id == default_satellite_id("pi", path)
+    # sha256("satellite-id:" + machine id), as install.sh computes it with sha256sum.
+    assert satellite_id == "pi-28d8d9"
+    assert "3d1219" not in satellite_id
+
+
+@pytest.mark.parametrize("text", [None, "", "uninitialized\n", "not-hex" * 5, "\xff\xfe"])
+def test_default_satellite_id_is_the_host_name_without_a_machine_id(
+    tmp_path: Path, text: str | None
+) -> None:
+    path = tmp_path / "machine-id"
+    if text is not None:
+        path.write_bytes(text.encode("latin-1"))
+    assert default_satellite_id("kitchen pi/2", path) == "kitchen-pi-2"
 
 
 def test_settings_are_frozen(tmp_path: Path) -> None:

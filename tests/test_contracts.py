@@ -129,6 +129,40 @@ def test_outbound_state_rejects_unknown_state() -> None:
         state(state="processing")
 
 
+def status_fields(**fields: Any) -> dict[str, Any]:
+    base = {"online": True, "room_id": "salon", "satellite_id": "pi", "timestamp": now_ms()}
+    return base | {"instance_id": new_id(), "since": now_ms() - 5000} | fields
+
+
+def test_the_last_will_carries_no_timestamp_but_the_run_it_ends() -> None:
+    will = StatusMessage(**status_fields(online=False, timestamp=None))
+    assert set(json.loads(will.to_json())) == {
+        "online", "room_id", "satellite_id", "instance_id", "since"
+    }  # fmt: skip
+
+
+def test_an_online_status_is_always_stamped() -> None:
+    with pytest.raises(ValidationError, match="timestamp"):
+        StatusMessage(**status_fields(timestamp=None))
+    with pytest.raises(ValidationError):
+        StatusMessage(**status_fields(since=None))
+
+
+def test_status_schema_says_what_timestamp_and_since_mean_in_the_will() -> None:
+    fields = StatusMessage.model_json_schema()["properties"]
+    assert "last will" in fields["timestamp"]["description"]
+    assert "time of arrival" in fields["timestamp"]["description"]
+    assert "started" in fields["since"]["description"]
+    assert "last will" in fields["since"]["description"]
+    assert "satellite_id" in fields["instance_id"]["description"]
+
+
+@pytest.mark.parametrize("name", ["state", "transcript_interim", "transcript_final"])
+def test_message_id_schema_tells_consumers_to_de_duplicate(name: str) -> None:
+    description = SCHEMA_MODELS[name].model_json_schema()["properties"]["message_id"]["description"]
+    assert "at-least-once" in description and "de-duplicate" in description
+
+
 def test_wake_score_must_be_within_0_1() -> None:
     with pytest.raises(ValidationError):
         state(state="wake_detected", wake_word="hey_jarvis", score=1.5)
@@ -146,9 +180,7 @@ def test_wake_score_must_be_within_0_1() -> None:
             {"partial": True},
         ),
         (
-            lambda **kw: StatusMessage(
-                online=True, room_id="salon", satellite_id="pi", timestamp=0, **kw
-            ),
+            lambda **kw: StatusMessage(**(status_fields() | kw)),
             {"cpu": 3},
         ),
     ],

@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from satellite.config import load_settings
+from satellite.config import default_satellite_id, load_settings
 from satellite.leds.hats import SYSTEM_HATS_DIR, load_hat
 from tests.support.broker import Broker
 
@@ -116,6 +116,23 @@ def test_root_install_writes_the_room_config(salon: Path) -> None:
     assert data["mqtt"] == {"host": "127.0.0.1", "port": 1883, "tls": False}
     assert path.stat().st_mode & 0o777 == 0o640
     assert load_settings(path).room_id == "salon"
+    # An image before its first boot has no machine id: each Pi derives its own satellite_id.
+    assert "satellite_id" not in data
+    assert '# satellite_id = "pi-salon"' in path.read_text()
+
+
+@pytest.mark.parametrize("machine_id", ["0123456789abcdef" * 2, "fedcba9876543210" * 2])
+def test_a_new_config_gets_the_machines_own_satellite_id(tmp_path: Path, machine_id: str) -> None:
+    # Two Pis left at the same host name: their configs still name two satellites.
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/machine-id").write_text(machine_id + "\n")
+    (tmp_path / "etc/hostname").write_text("raspberrypi\n")
+    install_ok("--root", tmp_path, "--room", "salon")
+    config = tmp_path / "etc/satellite/salon.toml"
+    written = tomllib.loads(config.read_text())["satellite_id"]
+    assert written == default_satellite_id("raspberrypi", tmp_path / "etc/machine-id")
+    assert written.startswith("raspberrypi-") and machine_id[:6] not in written
+    assert load_settings(config).satellite_id == written
 
 
 def test_root_install_appends_the_hat_lines_to_config_txt_once(salon: Path) -> None:

@@ -111,6 +111,7 @@ def test_broker_down_at_start_connects_once_it_is_up(
     assert "Traceback" not in caplog.text
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, "one line for the outage, not one per retry"
+    assert "unreachable: Connection refused; retrying" in warnings[0].getMessage()
 
 
 def test_broker_restart_reconnects_resubscribes_and_republishes_birth(broker: Broker) -> None:

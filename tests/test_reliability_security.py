@@ -8,6 +8,7 @@ as it is (its users and room are the ones this test uses, so nothing is substitu
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from satellite.config import load_settings, warn_insecure_files
+from satellite.config import MqttSettings, load_settings, warn_insecure_files
+from satellite.mqtt import MqttLink
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Received
@@ -255,3 +257,51 @@ def test_a_wrong_password_is_one_clear_log_line_and_the_satellite_keeps_retrying
     password_file = tmp_path / "salon.password"
     assert f"mqtt.password_file {password_file} is world-readable (mode 0644)" in log
     print(f"security: wrong password -> {refused[0].split(': ', 1)[1]}")
+
+
+# --- TLS failures name their reason (issue 12, item 11) -------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("case", "host", "expected"),
+    [
+        (
+            "wrong CA",
+            "127.0.0.1",
+            "TLS handshake failed: certificate verify failed: unable to get local issuer "
+            "certificate (check mqtt.ca_file {ca}: it must hold the CA of the broker's "
+            "certificate)",
+        ),
+        (
+            "wrong host name",
+            "localhost",
+            "TLS handshake failed: certificate verify failed: Hostname mismatch, certificate is "
+            "not valid for 'localhost' (the broker's certificate does not name localhost: "
+            "check mqtt.host)",
+        ),
+    ],
+)
+def test_a_tls_failure_is_logged_once_with_its_reason_and_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str, host: str, expected: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="satellite.mqtt")
+    signed = make_server_certificate(tmp_path / "tls")  # names 127.0.0.1 only
+    trusted = make_server_certificate(tmp_path / "other").ca if case == "wrong CA" else signed.ca
+    extra = mosquitto_tls_lines(signed)
+    with Broker(tmp_path / "broker", extra_config=extra) as broker:
+        settings = MqttSettings(
+            host=host, port=broker.port, tls=True, ca_file=trusted,
+            reconnect_min_s=0.1, reconnect_max_s=0.2,
+        )  # fmt: skip
+        with MqttLink(settings, client_id=f"sat-tls-{host}") as link:
+            link.start()
+            attempts = lambda: broker.logs().count("New connection from")  # noqa: E731
+            wait_until(lambda: attempts() >= 4, 10, "four handshakes refused")
+            assert not link.connected
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings  # once per outage and reason, not once per attempt
+    assert expected.format(ca=trusted) in warnings[0]
+    assert warnings[0].startswith(f"MQTT broker {host}:{broker.port} TLS handshake failed")
+    assert "retrying" in warnings[0] and "Traceback" not in caplog.text
+    print(f"{case}: {warnings[0]}")
