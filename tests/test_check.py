@@ -14,10 +14,20 @@ from typing import Any
 import numpy as np
 import pytest
 
-from satellite.check import TextReport, check_config, check_unit, default_config, run
+from satellite.check import (
+    TextReport,
+    check_config,
+    check_mute_state,
+    check_unit,
+    default_config,
+    run,
+)
 from satellite.checks import Result, level_bar, measure_level
+from satellite.config import Settings
+from satellite.state_store import MuteStore, mute_file
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
+from tests.support.full_tmpfs import needs_namespaces, on_a_full_tmpfs
 from tests.support.satellite_proc import ROOT, room_config
 
 STATUS = "v1/voice_assistant/room/salon/satellite/sat1/status"
@@ -260,3 +270,42 @@ def test_default_config_is_the_only_room_file(tmp_path: Path) -> None:
     assert default_config(tmp_path) == tmp_path / "salon.toml"
     (tmp_path / "kitchen.toml").write_text("")
     assert default_config(tmp_path) is None
+
+
+def test_mute_state_line_passes_and_leaves_no_probe_file(tmp_path: Path) -> None:
+    settings = Settings(room_id="salon", state_dir=tmp_path / "state")
+    assert check_mute_state(settings).ok is None  # not there yet: the first mute makes it
+    (tmp_path / "state").mkdir()
+    result = check_mute_state(settings)
+    assert result.ok is True and "none saved (unmuted)" in result.detail
+    MuteStore(mute_file(tmp_path / "state", "salon")).save(True)
+    result = check_mute_state(settings)
+    assert result.ok is True and ": muted;" in result.detail
+    assert [p.name for p in (tmp_path / "state").iterdir()] == ["salon.mute.json"]
+
+
+def test_mute_state_line_fails_on_a_corrupt_file_saying_how_to_clear_it(tmp_path: Path) -> None:
+    path = mute_file(tmp_path, "salon")
+    path.write_text('{"muted": tr')
+    result = check_mute_state(Settings(room_id="salon", state_dir=tmp_path))
+    assert result.ok is False and str(path) in result.detail and "started muted" in result.detail
+    assert result.fix is not None and f"delete {path}" in result.fix
+
+
+_CHECK_MUTE_STATE = (
+    "import json, sys; from pathlib import Path; from satellite.check import check_mute_state; "
+    "from satellite.config import Settings; "
+    "result = check_mute_state(Settings(room_id='salon', state_dir=Path(sys.argv[1]))); "
+    "print(json.dumps([result.ok, result.detail, result.fix]))"
+)
+
+
+@needs_namespaces
+def test_mute_state_line_fails_on_a_full_disk_with_the_fix(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    argv = on_a_full_tmpfs(state)([sys.executable, "-c", _CHECK_MUTE_STATE, str(state)])
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    ok, detail, fix = json.loads(done.stdout)
+    assert ok is False and "No space left on device" in detail and str(state) in detail
+    assert fix == f"free space on the file system of {state} (`df -h {state}`)"
