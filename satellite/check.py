@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
-from satellite.checks import Result, check_broker, check_microphone, failed, neutral, passed
+from satellite.checks import Result, check_broker, failed, neutral, passed, probe_microphone
 from satellite.config import (
     EX_CONFIG,
     Settings,
@@ -83,7 +83,7 @@ def run_checks(
     unit = check_unit(settings.room_id)
     emit(unit)
     emit(check_mute_state(settings))
-    for result in check_microphone(settings.audio, unit_running=unit.ok is True):
+    for result in probe_microphone(settings.audio, unit_running=unit.ok is True):
         emit(result)
     emit(check_models_installed(settings))
     emit(check_models_load(settings))

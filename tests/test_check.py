@@ -6,8 +6,12 @@ import argparse
 import io
 import json
 import math
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,8 @@ from satellite.check import (
     default_config,
     run,
 )
-from satellite.checks import Result, level_bar, measure_level
+from satellite.checks import Result, failed, level_bar, measure_level, passed
+from satellite.checks.bounded import Child, in_thread
 from satellite.config import Settings
 from satellite.state_store import MuteStore, mute_file
 from tests.support.broker import Broker
@@ -194,6 +199,29 @@ def test_unreachable_broker_says_so(tmp_path: Path, fifo_mic: FifoMic) -> None:
     assert "broker login" not in done.stdout
 
 
+@pytest.mark.integration
+def test_a_microphone_whose_open_blocks_fails_within_seconds_and_the_rest_still_runs(
+    tmp_path: Path, broker: Broker
+) -> None:
+    mic = FifoMic(tmp_path / "mic")  # never started: its FIFO has no writer, so open(2) blocks
+    config = private_config(tmp_path, broker.port)
+    started = time.monotonic()
+    done = check(config, mic)
+    took = time.monotonic() - started
+    print(f"check with a hanging microphone: {took:.1f} s")
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    (mic_line,) = [line for line in lines if line.startswith("✗")]
+    assert mic_line.split()[1] == "microphone" and "'fifomic' did not open within 5 s" in mic_line
+    fix = lines[lines.index(mic_line) + 1]
+    assert fix.split()[0] == "fix:" and "replug the microphone" in fix
+    later = lines[lines.index(mic_line) + 2 :]
+    assert any("models load" in line for line in later)
+    assert any("broker round trip" in line for line in later)
+    assert re.fullmatch(r"1 of \d+ checks failed", lines[-1]), lines[-1]
+    assert took < 45  # models load and the broker take their time; the microphone 5 s of it
+
+
 # --- in-process ------------------------------------------------------------------------------
 
 
@@ -309,3 +337,36 @@ def test_mute_state_line_fails_on_a_full_disk_with_the_fix(tmp_path: Path) -> No
     ok, detail, fix = json.loads(done.stdout)
     assert ok is False and "No space left on device" in detail and str(state) in detail
     assert fix == f"free space on the file system of {state} (`df -h {state}`)"
+
+
+def test_a_step_on_a_thread_is_abandoned_at_its_deadline() -> None:
+    release = threading.Event()
+    hung = [failed("broker reachable", "no answer", "fix it")]
+
+    def hangs() -> list[Result]:
+        release.wait(30.0)
+        return [passed("broker reachable", "too late")]
+
+    started = time.monotonic()
+    assert in_thread(hangs, timeout=0.3, on_timeout=lambda: hung) == hung
+    assert time.monotonic() - started < 2.0
+    release.set()
+    quick = [passed("broker reachable", "fine")]
+    assert in_thread(lambda: quick, timeout=5.0, on_timeout=lambda: hung) == quick
+
+    def broken() -> list[Result]:
+        raise ValueError("a bug in the step")
+
+    with pytest.raises(ValueError, match="a bug in the step"):
+        in_thread(broken, timeout=5.0, on_timeout=lambda: hung)
+
+
+def test_a_child_that_hangs_is_killed_and_its_other_output_passed_on(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    code = "import sys, time; print('noise'); print('@p ready', flush=True); time.sleep(60)"
+    with Child(code, stdin="", prefix="@p ") as child:
+        assert child.line(30.0) == "ready"
+        assert child.line(0.3) is None  # sleeping: no answer, and we do not wait longer
+    assert child.proc.returncode == -signal.SIGKILL
+    assert "noise" in capfd.readouterr().err
