@@ -37,7 +37,7 @@ from satellite.mqtt import MqttLink
 from satellite.outbox import Outbox
 from satellite.reload import ReloadPlan
 from satellite.session import Event, Final, Listening, SessionMachine, WakeDetected
-from satellite.state_store import MuteStore
+from satellite.state_store import MuteStore, mute_file
 from satellite.systemd import Liveness
 from satellite.takeover import OwnStatus
 from satellite.topics import SatelliteTopic
@@ -185,7 +185,7 @@ class Pipeline:
 
 
 def _mute_path(settings: Settings) -> Path:
-    return settings.state_dir / f"{settings.room_id}.mute.json"
+    return mute_file(settings.state_dir, settings.room_id)
 
 
 class Satellite:
@@ -425,6 +425,7 @@ class Satellite:
             led=None if view is None else view.led,
             fault=None if view is None else view.fault,
             accessory_fault=None if view is None else view.accessory_fault,
+            state_error=None if view is None else self.mute_store.problem,
             uptime_s=round(time.monotonic() - self.started, 1),
             counters=None
             if counters is None

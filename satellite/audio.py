@@ -24,8 +24,8 @@ _RETRY_MIN_S = 0.5
 _RETRY_MAX_S = 30.0
 # While waiting to retry, `heartbeat` still advances this often: retrying is being alive.
 _HEARTBEAT_S = 1.0
-# Reads sustained this much faster than real time mean the device is gone (see PaceCheck).
-_PACE_LIMIT = 2.0
+# A read this late is worth a line in the log: a stall, and a burst of audio may follow.
+_STALL_S = 1.0
 # PortAudio's paDeviceUnavailable: what ALSA's EBUSY becomes when a stream is opened.
 _PA_DEVICE_UNAVAILABLE = -9985
 
@@ -244,7 +244,7 @@ class Capture:
         rate = self._pick_rate(device)
         self._stream = self._open_device(device, rate)
         self.device, self.rate = device, rate
-        self._pace = PaceCheck(self.chunk_samples / rate)
+        self._pace = PaceCheck(self.chunk_samples / rate, opened_at=self._clock())
         self._discard_queued()
         self.generation += 1
         log.log(
@@ -309,16 +309,24 @@ class Capture:
             return
         self.heartbeat += 1
         self.chunks_read += 1
-        assert self._pace is not None  # set with the stream
-        speed = self._pace.add(self._clock())
-        if speed is not None and speed > _PACE_LIMIT:
+        pace = self._pace
+        assert pace is not None  # set with the stream
+        ahead = pace.add(self._clock())
+        if pace.gap_s > _STALL_S:
+            log.info(
+                "no audio read for %.1f s (this process or the device stalled); what the "
+                "device kept meanwhile is read at once",
+                pace.gap_s,
+            )
+        if pace.too_fast(ahead):
             self._fail(
                 f"microphone {self.settings.device!r} delivers audio faster than real time "
-                f"({speed:.1f}x over {self._pace.audio_s:.2f} s of audio); the device is gone?"
+                f"({ahead:.2f} s ahead of the clock after {pace.audio_s:.2f} s of audio); "
+                "the device is gone?"
             )
             return
         self._put((chunk, read_at))
-        if speed is not None and self._fault is not None:
+        if pace.settled and self._fault is not None:
             self._recovered()
 
     def _put(self, chunk: tuple[bytes, float]) -> None:

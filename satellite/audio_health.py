@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
 import errno
@@ -18,26 +17,62 @@ _SND_NONBLOCK = 1  # SND_PCM_NONBLOCK: a probe must not wait for a busy device
 
 
 class PaceCheck:
-    """Tells a live microphone from one that hands back stale audio at once.
+    """Tells a live microphone from one that hands back stale audio at once, and both from a
+    stall of our own process.
 
     alsa-lib's file plugin returns instantly, forever, once its FIFO writer is gone (no error);
-    other dead devices can behave alike. A live device cannot deliver much faster than real
-    time for long: its buffer holds a few periods (PortAudio asks for 4, 320 ms here), so a
-    backlog drained after a stall stays well under half a `window_s` window.
+    other dead devices can behave alike. A live device cannot run ahead of the clock by more
+    than the audio it had buffered, so the check keeps a balance in seconds: the wall-clock
+    time between reads minus the audio they returned. A dead device drives it below
+    `-slack_s` within a few reads; a live one's own buffer (PortAudio asks for 4 periods,
+    320 ms here) stays above that.
+
+    A stall of the whole process (SIGSTOP, swapping, a long pause) is one long gap between two
+    reads and then a burst: the backlog the device kept meanwhile, which cannot hold more
+    audio than the gap lasted. The gap is credited (up to `max_stall_s`), so the burst is paid
+    for and is no fault; a device that died during the stall is still caught once the
+    credit is spent. The balance decays towards zero (time constant `decay_s`), so neither
+    the credit of an old stall nor the drift of the device's clock against ours adds up.
     """
 
-    def __init__(self, chunk_s: float, *, window_s: float = 1.0) -> None:
-        self.chunks = max(2, math.ceil(window_s / chunk_s))
-        self.audio_s = self.chunks * chunk_s
-        self._times: collections.deque[float] = collections.deque(maxlen=self.chunks + 1)
+    def __init__(
+        self,
+        chunk_s: float,
+        *,
+        opened_at: float,
+        slack_s: float = 0.5,
+        max_stall_s: float = 10.0,
+        decay_s: float = 60.0,
+        settle_s: float = 1.0,
+    ) -> None:
+        self.chunk_s = chunk_s
+        self.slack_s = slack_s
+        self.max_stall_s = max_stall_s
+        self.decay_s = decay_s
+        self.settle_s = settle_s
+        self.balance = 0.0
+        self.audio_s = 0.0
+        self.gap_s = 0.0  # the time between the last read and the one before
+        self._last = opened_at  # a device starts empty: the first read waits a whole chunk
 
-    def add(self, at: float) -> float | None:
-        """Record a read that returned at `at`; the speed (x real time) over the last window,
-        or None until a whole window has been read."""
-        self._times.append(at)
-        if len(self._times) <= self.chunks:
-            return None
-        return self.audio_s / max(self._times[-1] - self._times[0], 1e-3)
+    def add(self, at: float) -> float:
+        """Record a read of one chunk that returned at `at` (on the clock of `opened_at`); how
+        many seconds of audio the device has delivered ahead of the clock (0: it keeps pace)."""
+        gap = self.gap_s = max(0.0, at - self._last)
+        self._last = at
+        kept = self.balance * math.exp(-gap / self.decay_s)
+        self.balance = min(kept + gap, self.max_stall_s) - self.chunk_s
+        self.audio_s += self.chunk_s
+        return max(0.0, -self.balance)
+
+    def too_fast(self, ahead_s: float) -> bool:
+        """Whether being `ahead_s` ahead of the clock means the device is not live."""
+        return ahead_s > self.slack_s
+
+    @property
+    def settled(self) -> bool:
+        """Enough audio read at pace (`settle_s`) to call a reopened device recovered."""
+        return self.audio_s >= self.settle_s
 
 
 def alsa_refusal(name: str) -> str | None:

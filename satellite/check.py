@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import pwd
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
-from satellite.checks import Result, check_broker, check_microphone, failed, neutral, passed
+from satellite.checks import Result, check_broker, failed, neutral, passed, probe_microphone
 from satellite.config import (
     EX_CONFIG,
     Settings,
@@ -57,7 +58,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
     with contextlib.ExitStack() as stack:
         if not verbose:  # each check reports its own failure; the daemon's log lines would not
-            stack.enter_context(_silenced("satellite.audio", "satellite.assemble"))
+            stack.enter_context(
+                _silenced("satellite.audio", "satellite.assemble", "satellite.state_store")
+            )
         run_checks(config, os.environ, emit)
     if report is not None:
         report.summary(results)
@@ -79,7 +82,8 @@ def run_checks(
         emit(check_permissions(settings, config))
     unit = check_unit(settings.room_id)
     emit(unit)
-    for result in check_microphone(settings.audio, unit_running=unit.ok is True):
+    emit(check_mute_state(settings))
+    for result in probe_microphone(settings.audio, unit_running=unit.ok is True):
         emit(result)
     emit(check_models_installed(settings))
     emit(check_models_load(settings))
@@ -157,6 +161,36 @@ def check_unit(
         "failed": f"journalctl -u {unit} -e says why; then sudo systemctl restart {unit}",
     }
     return failed("systemd unit", f"{unit} is {state}", fixes.get(state, f"journalctl -u {unit}"))
+
+
+# --- mute state --------------------------------------------------------------------------------
+
+
+def check_mute_state(settings: Settings) -> Result:
+    """The saved mute state reads, and the state directory takes an atomic, fsynced write."""
+    from satellite.state_store import MuteStore, mute_file, state_dir_fix
+
+    state_dir = settings.state_dir
+    if not state_dir.exists():
+        return neutral("mute state", f"{state_dir} does not exist yet (the first mute makes it)")
+    path = mute_file(state_dir, settings.room_id)
+    store = MuteStore(path)
+    muted = store.load()
+    if store.problem is not None:
+        fix = f"unmute by command or the button (which rewrites it), or delete {path}"
+        return failed("mute state", store.problem, fix)
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    probe = MuteStore(path.with_name(f".{path.name}.check"))
+    try:
+        probe.write(b"{}")
+    except OSError as exc:
+        detail = f"{user} cannot save it in {state_dir}: {exc.strerror or exc}"
+        return failed("mute state", detail, state_dir_fix(state_dir, exc))
+    finally:
+        with contextlib.suppress(OSError):
+            probe.path.unlink()
+    saved = ("muted" if muted else "unmuted") if path.exists() else "none saved (unmuted)"
+    return passed("mute state", f"{path}: {saved}; {user} can save it (atomic, fsynced)")
 
 
 # --- models ------------------------------------------------------------------------------------

@@ -147,6 +147,11 @@ class StatusMessage(Outbound):
         description="why the LEDs or the button do not work, if they do not (retried; the "
         "satellite listens without them)",
     )
+    state_error: str | None = Field(
+        None,
+        description="why the mute state could not be saved (it is then lost on a restart) or "
+        "was unreadable at start (the satellite then starts muted); absent when it is fine",
+    )
     version: str | None = None
     uptime_s: float | None = Field(None, ge=0)
     counters: StatusCounters | None = None

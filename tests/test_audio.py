@@ -102,6 +102,7 @@ class FakeMic:
         self.unhang = threading.Event()
         self.closed = threading.Event()
         self.limit: int | None = None  # after this many reads, each read waits for `unhang`
+        self.backlog = 0  # this many reads return at once (what a stall left buffered)
 
     def clock(self) -> float:
         return self.now
@@ -132,7 +133,11 @@ class FakeMic:
             self.hanging.set()
             self.unhang.wait(10.0)
         self.reads += 1
-        self.now += self.step
+        if self.backlog:
+            self.backlog -= 1
+            self.now += 0.0002
+        else:
+            self.now += self.step
         return np.full(n, self.reads % 30000, np.int16).tobytes()
 
     def stop_stream(self) -> None: ...
@@ -257,13 +262,58 @@ def test_capture_audio_faster_than_real_time_is_a_fault() -> None:
         assert capture.generation >= 2
 
 
+def paced(check: PaceCheck, start: float, reads: int, step: float = 0.08) -> list[float]:
+    """How far ahead the device is after each of `reads` reads `step` s apart from `start`."""
+    return [check.add(start + step * i) for i in range(reads)]
+
+
+def test_capture_a_stall_of_our_own_then_its_backlog_is_no_fault() -> None:
+    mic, faults = FakeMic(), Faults()
+    mic.limit = 30
+    with fake_capture(mic, faults, queue_frames=200) as capture:
+        assert mic.hanging.wait(5.0)
+        mic.now += 5.0  # the process was stopped for 5 s in that read
+        mic.backlog = 62  # while the device recorded on
+        mic.limit = None
+        mic.unhang.set()
+        wait_until(lambda: mic.reads > 200)
+        assert faults.seen == [] and capture.fault is None and capture.generation == 1
+
+
 def test_pace_check_allows_a_backlog_and_catches_a_sustained_rush() -> None:
-    check = PaceCheck(0.08)
-    backlog = [0.0] * 5  # four periods at once after a stall, then real time
-    speeds = [check.add(t) for t in backlog + [0.08 * i for i in range(1, 30)]]
-    assert max(s for s in speeds if s is not None) < 2
-    rushed = [check.add(2.4 + 0.001 * i) for i in range(10)]
-    assert rushed[-1] is not None and rushed[-1] > 2
+    check = PaceCheck(0.08, opened_at=0.0)
+    opened = paced(check, 0.0, 5, step=0.0)  # four periods buffered at the open
+    assert not any(check.too_fast(ahead) for ahead in opened + paced(check, 0.08, 30))
+    assert check.settled
+    rushed = paced(check, 2.5, 10, step=0.001)  # a FIFO whose writer left: stale at once
+    first = next(i for i, ahead in enumerate(rushed) if check.too_fast(ahead))
+    assert first <= 7
+
+
+@pytest.mark.parametrize("stall_s", [3.0, 5.0, 8.0])
+def test_pace_check_takes_the_burst_after_a_stall_of_our_own_for_no_fault(stall_s: float) -> None:
+    # The process stopped (SIGSTOP, swapping) while the device went on recording: one read
+    # returns `stall_s` late, then the whole backlog comes at once, then real time again.
+    check = PaceCheck(0.08, opened_at=0.0)
+    before = paced(check, 0.08, 50)
+    resumed = 51 * 0.08 + stall_s
+    backlog = round(stall_s / 0.08)
+    burst = paced(check, resumed, backlog, step=0.0002)
+    after = paced(check, resumed + 0.1, 100)
+    assert max(before + burst + after) < check.slack_s / 2
+    # A device that dies during the stall is still caught once the backlog's credit is spent.
+    dead = paced(check, resumed + 10.0, 2 * backlog, step=0.0002)
+    assert check.too_fast(dead[-1])
+    # Stopped before the first read returned: the gap counts from the open.
+    check = PaceCheck(0.08, opened_at=0.0)
+    assert max(paced(check, stall_s, backlog, step=0.0002)) < check.slack_s / 2
+
+
+def test_pace_check_lets_a_device_clock_drift_and_catches_a_steady_1_5x() -> None:
+    check = PaceCheck(0.08, opened_at=0.0)
+    assert max(paced(check, 0.0, 50_000, step=0.08 * 0.998)) < 0.2  # 2000 ppm fast, 66 min
+    check = PaceCheck(0.08, opened_at=0.0)
+    assert check.too_fast(max(paced(check, 0.0, 500, step=0.08 / 1.5)))
 
 
 def test_heartbeat_advances_while_retrying() -> None:

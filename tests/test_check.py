@@ -6,18 +6,33 @@ import argparse
 import io
 import json
 import math
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from satellite.check import TextReport, check_config, check_unit, default_config, run
-from satellite.checks import Result, level_bar, measure_level
+from satellite.check import (
+    TextReport,
+    check_config,
+    check_mute_state,
+    check_unit,
+    default_config,
+    run,
+)
+from satellite.checks import Result, failed, level_bar, measure_level, passed
+from satellite.checks.bounded import Child, in_thread
+from satellite.config import Settings
+from satellite.state_store import MuteStore, mute_file
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
+from tests.support.full_tmpfs import needs_namespaces, on_a_full_tmpfs
 from tests.support.satellite_proc import ROOT, room_config
 
 STATUS = "v1/voice_assistant/room/salon/satellite/sat1/status"
@@ -184,6 +199,29 @@ def test_unreachable_broker_says_so(tmp_path: Path, fifo_mic: FifoMic) -> None:
     assert "broker login" not in done.stdout
 
 
+@pytest.mark.integration
+def test_a_microphone_whose_open_blocks_fails_within_seconds_and_the_rest_still_runs(
+    tmp_path: Path, broker: Broker
+) -> None:
+    mic = FifoMic(tmp_path / "mic")  # never started: its FIFO has no writer, so open(2) blocks
+    config = private_config(tmp_path, broker.port)
+    started = time.monotonic()
+    done = check(config, mic)
+    took = time.monotonic() - started
+    print(f"check with a hanging microphone: {took:.1f} s")
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    (mic_line,) = [line for line in lines if line.startswith("✗")]
+    assert mic_line.split()[1] == "microphone" and "'fifomic' did not open within 5 s" in mic_line
+    fix = lines[lines.index(mic_line) + 1]
+    assert fix.split()[0] == "fix:" and "replug the microphone" in fix
+    later = lines[lines.index(mic_line) + 2 :]
+    assert any("models load" in line for line in later)
+    assert any("broker round trip" in line for line in later)
+    assert re.fullmatch(r"1 of \d+ checks failed", lines[-1]), lines[-1]
+    assert took < 45  # models load and the broker take their time; the microphone 5 s of it
+
+
 # --- in-process ------------------------------------------------------------------------------
 
 
@@ -260,3 +298,75 @@ def test_default_config_is_the_only_room_file(tmp_path: Path) -> None:
     assert default_config(tmp_path) == tmp_path / "salon.toml"
     (tmp_path / "kitchen.toml").write_text("")
     assert default_config(tmp_path) is None
+
+
+def test_mute_state_line_passes_and_leaves_no_probe_file(tmp_path: Path) -> None:
+    settings = Settings(room_id="salon", state_dir=tmp_path / "state")
+    assert check_mute_state(settings).ok is None  # not there yet: the first mute makes it
+    (tmp_path / "state").mkdir()
+    result = check_mute_state(settings)
+    assert result.ok is True and "none saved (unmuted)" in result.detail
+    MuteStore(mute_file(tmp_path / "state", "salon")).save(True)
+    result = check_mute_state(settings)
+    assert result.ok is True and ": muted;" in result.detail
+    assert [p.name for p in (tmp_path / "state").iterdir()] == ["salon.mute.json"]
+
+
+def test_mute_state_line_fails_on_a_corrupt_file_saying_how_to_clear_it(tmp_path: Path) -> None:
+    path = mute_file(tmp_path, "salon")
+    path.write_text('{"muted": tr')
+    result = check_mute_state(Settings(room_id="salon", state_dir=tmp_path))
+    assert result.ok is False and str(path) in result.detail and "started muted" in result.detail
+    assert result.fix is not None and f"delete {path}" in result.fix
+
+
+_CHECK_MUTE_STATE = (
+    "import json, sys; from pathlib import Path; from satellite.check import check_mute_state; "
+    "from satellite.config import Settings; "
+    "result = check_mute_state(Settings(room_id='salon', state_dir=Path(sys.argv[1]))); "
+    "print(json.dumps([result.ok, result.detail, result.fix]))"
+)
+
+
+@needs_namespaces
+def test_mute_state_line_fails_on_a_full_disk_with_the_fix(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    argv = on_a_full_tmpfs(state)([sys.executable, "-c", _CHECK_MUTE_STATE, str(state)])
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    ok, detail, fix = json.loads(done.stdout)
+    assert ok is False and "No space left on device" in detail and str(state) in detail
+    assert fix == f"free space on the file system of {state} (`df -h {state}`)"
+
+
+def test_a_step_on_a_thread_is_abandoned_at_its_deadline() -> None:
+    release = threading.Event()
+    hung = [failed("broker reachable", "no answer", "fix it")]
+
+    def hangs() -> list[Result]:
+        release.wait(30.0)
+        return [passed("broker reachable", "too late")]
+
+    started = time.monotonic()
+    assert in_thread(hangs, timeout=0.3, on_timeout=lambda: hung) == hung
+    assert time.monotonic() - started < 2.0
+    release.set()
+    quick = [passed("broker reachable", "fine")]
+    assert in_thread(lambda: quick, timeout=5.0, on_timeout=lambda: hung) == quick
+
+    def broken() -> list[Result]:
+        raise ValueError("a bug in the step")
+
+    with pytest.raises(ValueError, match="a bug in the step"):
+        in_thread(broken, timeout=5.0, on_timeout=lambda: hung)
+
+
+def test_a_child_that_hangs_is_killed_and_its_other_output_passed_on(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    code = "import sys, time; print('noise'); print('@p ready', flush=True); time.sleep(60)"
+    with Child(code, stdin="", prefix="@p ") as child:
+        assert child.line(30.0) == "ready"
+        assert child.line(0.3) is None  # sleeping: no answer, and we do not wait longer
+    assert child.proc.returncode == -signal.SIGKILL
+    assert "noise" in capfd.readouterr().err

@@ -8,10 +8,15 @@ back (a recovery is declared after ~1 s of audio at real-time pace, so it includ
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.support.broker import Broker
@@ -209,3 +214,66 @@ def test_daemon_shows_a_mic_fault_keeps_pinging_and_recovers_without_restart(
             assert json.loads(final.payload)["text"] == "turn on the kitchen lights"
             assert sat.stop() == 0
     mic.close()
+
+
+def stall(pid: int, seconds: float) -> None:
+    """Stop process `pid` for `seconds` (SIGSTOP, then SIGCONT), as a long swap or GC pause."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 5.0
+        while Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "T":
+            assert time.monotonic() < deadline, "the process did not stop"
+            time.sleep(0.01)
+        threading.Event().wait(seconds)  # the stall itself, not a synchronisation
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_daemon_stopped_for_5_s_takes_the_backlog_and_the_utterance_without_a_fault(
+    tmp_path: Path, broker: Broker, speech_cache: Path
+) -> None:
+    # The device records on while the process is stopped, as a sound server or a deep
+    # buffer does: the FIFO keeps up to 8 s, read at once on SIGCONT. Nothing is written
+    # before the satellite reads (a device has no backlog when it is opened).
+    mic = FifoMic(tmp_path / "mic", backlog_chunks=100)
+    mic.pause_writing()
+    config = room_config(tmp_path / "salon.toml", port=broker.port)
+    env = {**mic.env, "GPIOZERO_PIN_FACTORY": "mock"}
+    speech = speak("hey jarvis, turn on the kitchen lights", cache_dir=speech_cache)
+
+    def final_text(start: int) -> str:
+        final = probe.wait_for(lambda m: m.topic.endswith("/transcript/final"), 30.0, start=start)
+        text: str = json.loads(final.payload)["text"]
+        return text
+
+    def is_state(state: str) -> Callable[[Received], bool]:
+        return lambda m: m.topic.endswith("state") and json.loads(m.payload).get("state") == state
+
+    with (
+        mic,
+        Probe(broker.host, broker.port, "v1/voice_assistant/room/salon/#") as probe,
+        SatelliteProcess(
+            ["run", "--config", str(config)], env=env, log_path=tmp_path / "log"
+        ) as sat,
+    ):
+        probe.wait_for(lambda m: m.topic.endswith("/status") and b'"idle"' in m.payload, 30)
+        mic.resume_writing()  # the stream is open by now: it was opened before connecting
+        mic.feed(np.zeros(16000, np.int16))  # a second of reading at pace before the stall
+        mic.wait_fed(10.0)
+        stall(sat.proc.pid, 5.0)  # idle, then a command
+        mark = len(probe.received())
+        mic.feed(speech)
+        assert final_text(mark) == "turn on the kitchen lights"
+        mark = len(probe.received())
+        mic.feed(np.zeros(40000, np.int16))  # past the 2 s in which no new wake word counts
+        mic.feed(speech)
+        probe.wait_for(is_state("wake_detected"), 15.0, start=mark)
+        stall(sat.proc.pid, 5.0)  # in the middle of the command
+        resumed = time.monotonic()
+        assert final_text(mark) == "turn on the kitchen lights"
+        print(f"final {time.monotonic() - resumed:.2f} s after SIGCONT")
+        assert not [m for m in probe.received() if is_state("error")(m)]
+        assert "faster than real time" not in sat.log()
+        stalls = re.findall(r"no audio read for (\d+\.\d) s", sat.log())
+        assert len(stalls) == 2 and all(float(s) >= 5.0 for s in stalls), stalls  # once each
+        assert sat.stop() == 0

@@ -7,6 +7,7 @@ from satellite.checks.microphone import (
     check_microphone,
     level_bar,
     measure_level,
+    probe_microphone,
 )
 from satellite.checks.result import Result, failed, neutral, passed
 
@@ -23,4 +24,5 @@ __all__ = [
     "measure_level",
     "neutral",
     "passed",
+    "probe_microphone",
 ]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from satellite.checks.bounded import in_thread
 from satellite.checks.result import Result, failed, passed
 from satellite.config import Settings
 from satellite.errors import ConfigError
@@ -22,6 +23,9 @@ if TYPE_CHECKING:  # paho loads when the probe needs it: `satellite --help` stay
 
 BROKER_TIMEOUT_S = 3.0
 RETAINED_WAIT_S = 0.5  # a broker sends retained messages right after SUBACK
+# At most 7 answers are awaited (2 connects and CONNACKs with the 3.1.1 fallback, SUBACK,
+# PUBACK, the echo) plus the retained wait; a check still waiting after 10 has hung.
+_DEADLINE_WAITS = 10
 _ACL_EXAMPLE = "firmware-config/mosquitto/acl.example"
 
 
@@ -155,7 +159,26 @@ _UNSUPPORTED_PROTOCOL = (1, 132)  # 3.1.1's and 5's CONNACK codes for "no MQTT 5
 
 
 def check_broker(settings: Settings, *, timeout: float = BROKER_TIMEOUT_S) -> list[Result]:
-    """Reachable, the login accepted, and a round trip on this satellite's own status topic."""
+    """Reachable, the login accepted, and a round trip on this satellite's own status topic.
+
+    Each answer is awaited `timeout` s, and the whole within `_DEADLINE_WAITS` times that: a
+    name lookup (paho's connect) has no timeout of its own."""
+    deadline = _DEADLINE_WAITS * timeout
+    return in_thread(
+        lambda: _check_broker(settings, timeout),
+        timeout=deadline,
+        on_timeout=lambda: [_no_answer(settings, deadline)],
+    )
+
+
+def _no_answer(settings: Settings, waited: float) -> Result:
+    host = settings.mqtt.host
+    detail = f"{host}:{settings.mqtt.port}: no result in {waited:g} s (looking up {host} hangs?)"
+    fix = f"`getent hosts {host}` must answer at once: fix DNS, or put the broker in /etc/hosts"
+    return failed("broker reachable", detail, fix)
+
+
+def _check_broker(settings: Settings, timeout: float) -> list[Result]:
     address = f"{settings.mqtt.host}:{settings.mqtt.port}"
     try:
         password = settings.mqtt.read_password()

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from satellite.checks.bounded import Child
 from satellite.checks.result import Result, failed, neutral, passed
 from satellite.config import AudioSettings
 from satellite.errors import SatelliteError
+from satellite.logs import FORMAT
 
 LISTEN_S = 1.0  # the level meter's length
+OPEN_TIMEOUT_S = 5.0  # PortAudio's scan and the open take well under a second when well
+START_TIMEOUT_S = 30.0  # the probe process importing numpy and pyaudio, on a slow Pi
+_CLOSE_S = 4.0  # after the level meter: its last read, and closing the device
+_PREFIX = "@mic-probe "
+_CHILD = "from satellite.checks.microphone import probe_child; probe_child()"
+_HANG_FIX = (
+    "replug the microphone or reboot; `fuser -v /dev/snd/*` names programs holding sound "
+    "devices, and `arecord -D <device> -d 2 test.wav` shows the same hang (Ctrl-C ends it)"
+)
 CLIPPED_LIMIT = 0.001  # above this share of clipped samples the gain is too high
 _FULL_SCALE = 32768.0
 
@@ -50,17 +65,87 @@ def level_bar(dbfs: float, width: int = 20, floor: float = -60.0) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
-def check_microphone(
-    audio: AudioSettings, *, unit_running: bool = False, seconds: float = LISTEN_S
+def probe_microphone(
+    audio: AudioSettings,
+    *,
+    unit_running: bool = False,
+    seconds: float = LISTEN_S,
+    open_timeout: float = OPEN_TIMEOUT_S,
 ) -> list[Result]:
-    """The device opens at the configured rate and channels, and `seconds` of it measured."""
+    """`check_microphone` in a child process, killed when the device has not opened within
+    `open_timeout` s: an open blocked in the kernel or in alsa-lib cannot be interrupted, and
+    an abandoned thread would keep PortAudio's global state and fd 2 redirected for the scan."""
+    request = {
+        "audio": audio.model_dump(mode="json"),
+        "unit_running": unit_running,
+        "seconds": seconds,
+        "log_level": logging.getLogger("satellite.audio").getEffectiveLevel(),
+    }
+    with Child(_CHILD, stdin=json.dumps(request), prefix=_PREFIX) as child:
+        started = child.line(START_TIMEOUT_S)
+        if started != "opening":
+            return [_probe_broken(started, child.proc.poll())]
+        opened = child.line(open_timeout)
+        if opened is None:
+            detail = (
+                f"{audio.device!r} did not open within {open_timeout:g} s (its open, or "
+                "PortAudio's scan of the sound devices, blocks)"
+            )
+            return [failed("microphone", detail, _HANG_FIX, waited_s=open_timeout)]
+        done = child.line(seconds + _CLOSE_S) if opened == "listening" else opened
+        if not done or not done.startswith("results "):
+            return [_probe_broken(done, child.proc.poll())]
+        return [Result(**result) for result in json.loads(done.removeprefix("results "))]
+
+
+def _probe_broken(line: str | None, status: int | None) -> Result:
+    if line is None:
+        why = "the microphone probe did not answer in time (the system is overloaded?)"
+    else:
+        why = f"the microphone probe ended without a result (exit status {status})"
+    return failed("microphone", why, _MIC_FIX)
+
+
+def probe_child() -> None:
+    """The child side of `probe_microphone`: a request on stdin, answers on stdout."""
+    request = json.load(sys.stdin)
+    if request["log_level"] < logging.CRITICAL:
+        logging.basicConfig(level=request["log_level"], format=FORMAT)
+    else:
+        logging.disable(logging.CRITICAL)  # the parent reports the failure, not the log
+
+    def say(line: str) -> None:
+        print(_PREFIX + line, flush=True)
+
+    results = check_microphone(
+        AudioSettings.model_validate(request["audio"]),
+        unit_running=request["unit_running"],
+        seconds=request["seconds"],
+        on_phase=say,
+    )
+    say("results " + json.dumps([asdict(result) for result in results]))
+
+
+def check_microphone(
+    audio: AudioSettings,
+    *,
+    unit_running: bool = False,
+    seconds: float = LISTEN_S,
+    on_phase: Callable[[str], None] = lambda phase: None,
+) -> list[Result]:
+    """The device opens at the configured rate and channels, and `seconds` of it measured.
+
+    `on_phase("opening")` comes just before the device is opened, `on_phase("listening")`
+    once it opened."""
     from satellite.audio import Capture
 
     try:
         capture = Capture(audio)
     except SatelliteError as exc:
         return [failed("microphone", str(exc), "run install.sh (it installs pyaudio)")]
+    on_phase("opening")
     with capture:
+        on_phase("listening")
         if capture.fault is not None or capture.device is None:
             return [_microphone_failure(capture.fault or "not opened", unit_running)]
         device, rate = capture.device, capture.rate

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +59,18 @@ def room_config(
 class SatelliteProcess:
     """`python -m satellite ARGS` with stderr captured to a file; stopped with SIGTERM."""
 
-    def __init__(self, args: list[str], *, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        env: Mapping[str, str],
+        log_path: Path,
+        wrap: Callable[[list[str]], list[str]] = lambda argv: argv,
+    ) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "satellite", *args],
+        self.proc = subprocess.Popen(  # `wrap` must exec the command (same pid, for signals)
+            wrap([sys.executable, "-m", "satellite", *args]),
             env=dict(env),
             cwd=ROOT,
             stdout=subprocess.PIPE,
