@@ -8,6 +8,7 @@ from satellite.leds.patterns import (
     DEFAULT_STATE_PATTERNS,
     DEFAULT_TIMEOUTS_S,
     FALLBACK_TIMEOUT_S,
+    INBOUND_MAY_SHOW,
     PATTERNS,
     Indicator,
     Pattern,
@@ -244,9 +245,77 @@ def test_indicator_condition_patterns_follow_overrides(clock: FakeClock) -> None
     assert indicator.tick() == "error"
 
 
-def test_indicator_show_accepts_a_source(indicator: Indicator) -> None:
-    indicator.show("processing", source="gateway")
+def test_indicator_show_inbound_accepts_a_source(indicator: Indicator) -> None:
+    indicator.show_inbound("processing", source="gateway")
     assert indicator.current == "processing"
+
+
+def test_indicator_inbound_table_covers_every_pattern() -> None:
+    assert set(INBOUND_MAY_SHOW) == set(PATTERNS)
+    forbidden = {name for name, allowed in INBOUND_MAY_SHOW.items() if not allowed}
+    assert forbidden == {"wake_detected", "listening", "muted", "offline"}
+
+
+@pytest.mark.parametrize("state", ["wake_detected", "listening", "muted", "offline"])
+def test_indicator_inbound_states_never_show_this_satellites_own_patterns(
+    indicator: Indicator, state: str
+) -> None:
+    indicator.show_inbound("processing")
+    indicator.show_inbound(state)
+    assert indicator.tick() == "processing"
+
+
+def test_indicator_the_rule_applies_to_the_pattern_after_overrides(clock: FakeClock) -> None:
+    indicator = Indicator(overrides={"thinking": "muted", "muted": "error"}, now=clock)
+    indicator.show_inbound("thinking")  # maps to the muted pattern: ignored
+    assert indicator.tick() == "idle"
+    indicator.show_inbound("muted")  # maps to the error pattern, which others may show
+    assert indicator.tick() == "error"
+
+
+@pytest.mark.parametrize(
+    "state", [s for s in DEFAULT_STATE_PATTERNS if INBOUND_MAY_SHOW[s]] + ["thinking_hard"]
+)
+def test_indicator_inbound_states_wait_while_our_own_session_is_open(
+    indicator: Indicator, state: str
+) -> None:
+    indicator.show("wake_detected")
+    indicator.show_inbound(state)
+    assert indicator.tick() == "wake_detected"
+    indicator.show("listening")
+    indicator.show_inbound(state)
+    assert indicator.tick() == "listening"
+    indicator.show("idle")
+    assert indicator.tick() == indicator.pattern_for(state)
+
+
+def test_indicator_a_held_state_times_out_from_its_arrival(
+    indicator: Indicator, clock: FakeClock
+) -> None:
+    indicator.show("listening")
+    indicator.show_inbound("processing")
+    clock.advance(DEFAULT_TIMEOUTS_S["processing"])
+    indicator.show("idle")
+    assert indicator.tick() == "idle"
+
+
+def test_indicator_held_states_do_not_outlive_the_next_session(indicator: Indicator) -> None:
+    indicator.show("listening")
+    indicator.show_inbound("processing")
+    indicator.show("idle")
+    indicator.show("wake_detected")
+    indicator.show("idle")
+    assert indicator.tick() == "idle"
+
+
+def test_indicator_own_session_stays_open_when_its_pattern_timed_out(
+    indicator: Indicator, clock: FakeClock
+) -> None:
+    indicator.show("listening")
+    clock.advance(DEFAULT_TIMEOUTS_S["listening"])
+    assert indicator.tick() == "idle"
+    indicator.show_inbound("responding")
+    assert indicator.tick() == "idle" and indicator.own_session
 
 
 def test_indicator_microphone_fault_shows_error_until_it_recovers_over_mute() -> None:

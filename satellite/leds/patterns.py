@@ -116,6 +116,25 @@ DEFAULT_TIMEOUTS_S: Mapping[str, float] = {
 FALLBACK_TIMEOUT_S = 30.0
 """Timeout of a session pattern with no entry above (a state mapped to `muted`, say)."""
 
+INBOUND_MAY_SHOW: Mapping[str, bool] = {
+    IDLE: True,
+    "wake_detected": False,  # "this satellite heard its wake word"
+    "listening": False,  # "this satellite's microphone is open"
+    "processing": True,
+    "responding": True,
+    "attentive": True,
+    MUTED: False,  # "nothing listens here"
+    ERROR: True,
+    OFFLINE: False,  # "this satellite lost the broker", over a message from that broker
+    DEFAULT_PATTERN: True,
+}
+"""Which patterns a state from another publisher (gateway, dashboard, another satellite) may
+show, after the room's overrides. Those it may not are promises about this satellite itself:
+only its own events show them. (README: LEDs, mute, status and commands.)"""
+
+OWN_SESSION_STATES = frozenset({"wake_detected", "listening"})
+"""This satellite's own states that open its session: others' states wait until it ends."""
+
 
 def check_pattern(name: str) -> str:
     """`name` if it is a known pattern, else ValueError listing the known ones."""
@@ -133,6 +152,11 @@ class Indicator:
     patterns because while the broker is gone nothing said reaches the assistant, so
     "listening" would mislead. Every session pattern other than idle's returns to idle
     after its timeout; the fault, muted and offline conditions last as long as they hold.
+
+    States from other publishers (`show_inbound`) never show a pattern INBOUND_MAY_SHOW
+    forbids, and while this satellite's own session is open (wake_detected or listening,
+    until its own next state) they are held back: the last one shows when the session
+    ends, if its timeout (counted from its arrival) has not run out by then.
     Not thread-safe: one thread (the control thread) owns it.
     """
 
@@ -152,7 +176,9 @@ class Indicator:
         self._ceiling_s = ceiling_s
         self._default = default
         self._now = now
-        self._session: tuple[str, float] | None = None  # (pattern, deadline)
+        self._session: _Shown | None = None
+        self._held: _Shown | None = None  # an inbound state waiting for our session to end
+        self.own_session = False
         self.muted = False
         self.offline = False
         self.faulted = False
@@ -165,14 +191,37 @@ class Indicator:
         """Seconds `pattern` lasts as a session pattern, capped by the ceiling."""
         return min(self._timeouts.get(pattern, FALLBACK_TIMEOUT_S), self._ceiling_s)
 
-    def show(self, state: str, source: str | None = None) -> None:
-        """A new session state (from the gateway or the satellite itself)."""
+    def show(self, state: str) -> None:
+        """This satellite's own session state: wake_detected and listening open its session,
+        any other state ends it (and what others said meanwhile shows, if still current)."""
+        opened = state in OWN_SESSION_STATES
+        if opened and not self.own_session:
+            self._held = None
+        self.own_session = opened
+        self._session = self._entry(self.pattern_for(state))
+        log.debug("own state %r -> pattern %s", state, self.pattern_for(state))
+        if not opened and self._held is not None:
+            self._session, self._held = self._held, None
+
+    def show_inbound(self, state: str, source: str | None = None) -> None:
+        """A state from another publisher; see the class docstring for what it may show."""
         pattern = self.pattern_for(state)
+        if not INBOUND_MAY_SHOW.get(pattern, True):
+            log.debug(
+                "state %r from %s ignored: only this satellite shows %s", state, source, pattern
+            )
+            return
+        if self.own_session:
+            log.debug("state %r from %s held back: own session open", state, source)
+            self._held = self._entry(pattern)
+            return
         log.debug("state %r from %s -> pattern %s", state, source or "?", pattern)
+        self._session = self._entry(pattern)
+
+    def _entry(self, pattern: str) -> _Shown | None:
         if pattern == self.pattern_for(IDLE):
-            self._session = None
-        else:
-            self._session = (pattern, self._now() + self.timeout_for(pattern))
+            return None
+        return _Shown(pattern, self._now() + self.timeout_for(pattern))
 
     def set_offline(self, offline: bool) -> None:
         """The broker connection went down (True) or came back (False)."""
@@ -188,8 +237,8 @@ class Indicator:
 
     def tick(self) -> str:
         """Apply timeouts and return the pattern to show now."""
-        if self._session is not None and self._now() >= self._session[1]:
-            log.debug("pattern %s timed out; back to idle", self._session[0])
+        if self._session is not None and self._now() >= self._session.deadline:
+            log.debug("pattern %s timed out; back to idle", self._session.pattern)
             self._session = None
         return self.current
 
@@ -203,5 +252,13 @@ class Indicator:
         if self.offline:
             return self.pattern_for(OFFLINE)
         if self._session is not None:
-            return self._session[0]
+            return self._session.pattern
         return self.pattern_for(IDLE)
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """A session pattern and the monotonic time it falls back to idle."""
+
+    pattern: str
+    deadline: float
