@@ -38,6 +38,13 @@ class CommandReceived:
 
 
 @dataclass(frozen=True)
+class Cleared:
+    """An empty payload: someone cleared a retained message. Neither valid nor an error."""
+
+    topic: str
+
+
+@dataclass(frozen=True)
 class Rejected:
     """An inbound payload that was dropped, and why (for the log line and the counter)."""
 
@@ -45,16 +52,22 @@ class Rejected:
     reason: str
 
 
-Inbound = GatewayStateReceived | OverlayHintReceived | CommandReceived | Rejected
+Inbound = GatewayStateReceived | OverlayHintReceived | CommandReceived | Cleared | Rejected
 
 
 def parse_inbound(topic: str, payload: bytes, *, topics: Topics, max_bytes: int) -> Inbound:
     """Classify and validate one inbound message; never raises."""
+    if not payload:  # MQTT delivers the clearing of a retained message like any publish
+        return Cleared(topic)
     if len(payload) > max_bytes:
         return Rejected(topic, f"payload of {len(payload)} bytes exceeds {max_bytes}")
     if topics.is_command(topic):
         command = _validate(Command, topic, payload)
         return command if isinstance(command, Rejected) else CommandReceived(command)
+    return _parse_session(topic, payload, topics)
+
+
+def _parse_session(topic: str, payload: bytes, topics: Topics) -> Inbound:
     where = topics.parse_session(topic)
     if where is None:
         return Rejected(topic, "not a topic this satellite reads")

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from satellite.config import MqttSettings
 from satellite.inbound import (
+    Cleared,
     CommandReceived,
     GatewayStateReceived,
     OverlayHintReceived,
@@ -55,6 +56,12 @@ def test_garbage_wrong_shapes_and_types_are_rejected_with_a_reason() -> None:
     ]:
         got = parse(STATE if b"keep" not in payload else HINT, payload)
         assert isinstance(got, Rejected) and got.reason, payload[:20]
+
+
+def test_an_empty_payload_is_a_cleared_retained_message_not_a_rejection() -> None:
+    for topic in (STATE, HINT, COMMAND, "v1/voice_assistant/room/salon/session/s1/x"):
+        assert parse(topic, b"") == Cleared(topic)
+    assert isinstance(parse(STATE, b" "), Rejected)
 
 
 def test_oversized_payload_is_rejected_before_parsing() -> None:
