@@ -272,7 +272,9 @@ class Satellite:
             on_change=self._publish_status,
             save_mute=self.mute_store.save,
             muted=self.mute_store.load(),
-            follow_up=FollowUp(followup.enabled, followup.no_speech_timeout_s),
+            follow_up=FollowUp(
+                followup.enabled, followup.no_speech_timeout_s, followup.max_per_session
+            ),
             max_payload_bytes=self.settings.mqtt.max_payload_bytes,
         )
 
@@ -434,6 +436,7 @@ class Satellite:
                 dropped_frames=self.capture.dropped,
                 wake_detections=counters.wake_detections,
                 sessions=counters.sessions,
+                retained_commands=counters.retained_commands,
             ),
         ).to_json()
 

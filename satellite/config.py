@@ -186,6 +186,13 @@ class FollowupSettings(_Section):
     no_speech_timeout_s: float = Field(
         4.0, gt=0, le=60, description="back to idle when the follow-up hears nothing, seconds"
     )
+    max_per_session: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="follow-up utterances one session may open; later keep_open hints only "
+        "show the attentive pattern",
+    )
 
 
 # --- LEDs and button (issue 3) ---

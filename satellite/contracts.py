@@ -108,6 +108,10 @@ class StatusCounters(Outbound):
     dropped_frames: int = Field(ge=0, description="capture chunks dropped (queue full)")
     wake_detections: int = Field(ge=0)
     sessions: int = Field(ge=0, description="sessions opened (wake word or listen command)")
+    retained_commands: int = Field(
+        ge=0,
+        description="retained messages on the command topic, ignored: commands act only live",
+    )
 
 
 class StatusMessage(Outbound):

@@ -8,16 +8,17 @@ call `submit()`, which hands their item over through the one queue.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from satellite.contracts import SatelliteState
 from satellite.inbound import (
+    Cleared,
     CommandReceived,
     GatewayStateReceived,
     OverlayHintReceived,
@@ -37,15 +38,26 @@ from satellite.topics import Topics
 
 log = logging.getLogger(__name__)
 
+_OWN_SESSIONS = 16  # sessions remembered for follow-ups (a keep_open comes seconds after)
+
 # How many rejected payloads are logged at WARNING before the rest go to DEBUG (a flood of
 # garbage must not flood the journal; the counter in the status keeps the total).
 _LOUD_REJECTIONS = 20
+
+# The retained status goes out at most this often: a flood of inbound states changes the LEDs
+# at once, but the broker (and every dashboard) gets the latest view, not every step.
+STATUS_INTERVAL_S = 0.5
+# A change of the counters alone waits this long, so that the status is not re-published
+# for every invalid message counted.
+COUNTERS_INTERVAL_S = 1.0
 
 
 class Indicator(Protocol):
     """Chooses the LED pattern (satellite.leds.Indicator)."""
 
     def show(self, state: str) -> None: ...
+
+    def show_inbound(self, state: str, source: str | None = None) -> None: ...
 
     def set_offline(self, offline: bool) -> None: ...
 
@@ -67,10 +79,14 @@ SessionRequest = Callable[[SessionMachine], list[Event]]
 
 @dataclass(frozen=True)
 class MqttMessage:
-    """A message from a subscribed topic (submitted by paho's thread)."""
+    """A message from a subscribed topic (submitted by paho's thread).
+
+    `retained`: the broker sent it because we subscribed (a stored message), not live.
+    """
 
     topic: str
     payload: bytes
+    retained: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,7 @@ class Counters:
     invalid_messages: int = 0
     wake_detections: int = 0
     sessions: int = 0
+    retained_commands: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,6 +174,15 @@ class FollowUp:
 
     enabled: bool = False
     no_speech_timeout_s: float = 4.0
+    max_per_session: int = 3
+
+
+@dataclass
+class _OwnSession:
+    """A session this satellite opened: how many follow-ups it had."""
+
+    follow_ups: int = 0
+    cap_logged: bool = False
 
 
 class Controller:
@@ -175,6 +201,7 @@ class Controller:
         muted: bool = False,
         follow_up: FollowUp = FollowUp(),
         max_payload_bytes: int = 65536,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topics = topics
         self.source = source
@@ -185,16 +212,20 @@ class Controller:
         self.save_mute = save_mute
         self.follow_up = follow_up
         self.max_payload_bytes = max_payload_bytes
+        self._now = now
         self.counters = Counters()
         self.muted = muted
         self.fault: str | None = None
         self.accessory_fault: str | None = None
         self._state: SatelliteState = "muted" if muted else "idle"
-        self._own_sessions: deque[str] = deque(maxlen=16)
-        self._view: RoomView | None = None
+        self._own_sessions: dict[str, _OwnSession] = {}  # the last _OWN_SESSIONS, oldest first
+        self._pattern: str | None = None  # on the LEDs
+        self._view: RoomView | None = None  # the latest, published or not
+        self._published: RoomView | None = None
+        self._published_at = -math.inf
+        self._counters_dirty_since: float | None = None
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="control", daemon=True)
-        self._counters_dirty_since: float | None = None
         self.indicator.set_muted(muted)
         if muted:
             self.request_session(lambda machine: machine.set_muted(True))
@@ -223,16 +254,16 @@ class Controller:
 
     @property
     def view(self) -> RoomView | None:
-        """The last reported view."""
+        """The latest view (the status may still be waiting for STATUS_INTERVAL_S)."""
         return self._view
 
     def _run(self) -> None:
         while True:
-            item: Item | _Tick | None
+            item: Item | Tick | None
             try:
                 item = self._queue.get(timeout=0.1)
             except queue.Empty:
-                item = _TICK
+                item = TICK
             if item is None:
                 return
             try:
@@ -240,12 +271,14 @@ class Controller:
             except Exception:
                 log.exception("control: handling %s failed; continuing", type(item).__name__)
 
-    def handle(self, item: Item | _Tick) -> None:
-        """Apply one item and report any change (the control thread's step; tests call it)."""
+    def handle(self, item: Item | Tick) -> None:
+        """Apply one item, show the pattern and publish the status if due (the control
+        thread's step, also after every item of a flood that never lets the queue run dry;
+        tests call it)."""
         self._apply(item)
         self._refresh()
 
-    def _apply(self, item: Item | _Tick) -> None:
+    def _apply(self, item: Item | Tick) -> None:
         if isinstance(item, MqttMessage):
             self._inbound(item)
         elif isinstance(item, OversizedMessage):
@@ -281,15 +314,34 @@ class Controller:
         parsed = parse_inbound(
             message.topic, message.payload, topics=self.topics, max_bytes=self.max_payload_bytes
         )
-        if isinstance(parsed, Rejected):
+        if isinstance(parsed, Cleared):
+            log.debug("empty payload on %s (a retained message cleared): ignored", parsed.topic)
+        elif message.retained and self.topics.is_command(message.topic):
+            self._ignore_retained_command(message.topic)
+        elif isinstance(parsed, Rejected):
             self._reject(parsed)
         elif isinstance(parsed, GatewayStateReceived):
-            if parsed.message.source != self.source:
-                self.indicator.show(parsed.message.state)
+            source = parsed.message.source
+            if source != self.source:
+                self.indicator.show_inbound(parsed.message.state, source)
         elif isinstance(parsed, OverlayHintReceived):
             self._overlay_hint(parsed)
         else:
             self._command(parsed)
+
+    def _ignore_retained_command(self, topic: str) -> None:
+        # A retained command would act again at every (re)connect: only live ones act.
+        self.counters.retained_commands += 1
+        self._mark_counters()
+        if self.counters.retained_commands == 1:
+            log.warning(
+                "ignored a retained message on %s: commands act only when sent live; "
+                "clear it by publishing an empty retained payload: mosquitto_pub -r -n -t %s",
+                topic,
+                topic,
+            )
+        else:
+            log.debug("ignored a retained message on %s", topic)
 
     def _reject(self, rejected: Rejected) -> None:
         self.counters.invalid_messages += 1
@@ -301,13 +353,25 @@ class Controller:
 
     def _overlay_hint(self, hint: OverlayHintReceived) -> None:
         if not hint.message.keep_open:
-            self.indicator.show("idle")
+            self.indicator.show_inbound("idle", "overlay_hint")
             return
-        self.indicator.show("attentive")
-        if self.follow_up.enabled and hint.session_id in self._own_sessions and not self.muted:
-            timeout = self.follow_up.no_speech_timeout_s
-            session_id = hint.session_id
-            self.request_session(lambda machine: machine.listen(session_id, timeout))
+        self.indicator.show_inbound("attentive", "overlay_hint")
+        own = self._own_sessions.get(hint.session_id)
+        if not self.follow_up.enabled or own is None or self.muted:
+            return
+        if own.follow_ups >= self.follow_up.max_per_session:
+            if not own.cap_logged:
+                own.cap_logged = True
+                log.info(
+                    "session %s had %d follow-ups (followup.max_per_session): keep_open no "
+                    "longer opens the microphone in it",
+                    hint.session_id,
+                    own.follow_ups,
+                )
+            return
+        timeout = self.follow_up.no_speech_timeout_s
+        session_id = hint.session_id
+        self.request_session(lambda machine: machine.listen(session_id, timeout))
 
     def _command(self, command: CommandReceived) -> None:
         name = command.message.command
@@ -331,9 +395,7 @@ class Controller:
             self._state = "wake_detected"
             self.indicator.show("wake_detected")
         elif isinstance(event, Listening):
-            if event.session_id not in self._own_sessions:
-                self._own_sessions.append(event.session_id)
-                self.counters.sessions += 1
+            self._note_utterance(event.session_id)
             self._state = "listening"
             self.indicator.show("listening")
         elif isinstance(event, Idle):
@@ -347,28 +409,43 @@ class Controller:
             self._state = "error" if event.reason else ("muted" if self.muted else "idle")
             self.indicator.set_fault(event.reason is not None)
 
+    def _note_utterance(self, session_id: str) -> None:
+        """A new session of ours, or a follow-up utterance in one."""
+        own = self._own_sessions.get(session_id)
+        if own is not None:
+            own.follow_ups += 1
+            return
+        self._own_sessions[session_id] = _OwnSession()
+        if len(self._own_sessions) > _OWN_SESSIONS:
+            del self._own_sessions[next(iter(self._own_sessions))]
+        self.counters.sessions += 1
+
     def _mark_counters(self) -> None:
         if self._counters_dirty_since is None:
-            self._counters_dirty_since = time.monotonic()
+            self._counters_dirty_since = self._now()
 
     def _refresh(self, force: bool = False) -> None:
         pattern = self.indicator.tick()
-        view = RoomView(self._state, self.muted, pattern, self.fault, self.accessory_fault)
-        counters_due = (
-            self._counters_dirty_since is not None
-            and time.monotonic() - self._counters_dirty_since >= 1.0
-        )
-        if view == self._view and not counters_due and not force:
-            return
-        if self._view is None or view.led != self._view.led:
+        if pattern != self._pattern:
             self.leds.set_pattern(pattern)
-        self._view = view
-        self._counters_dirty_since = None
-        self.on_change(view, self.counters)
+            self._pattern = pattern
+        self._view = RoomView(self._state, self.muted, pattern, self.fault, self.accessory_fault)
+        if force or self._status_due():
+            self._published, self._published_at = self._view, self._now()
+            self._counters_dirty_since = None
+            self.on_change(self._view, self.counters)
+
+    def _status_due(self) -> bool:
+        now = self._now()
+        if now - self._published_at < STATUS_INTERVAL_S:
+            return False
+        dirty_since = self._counters_dirty_since
+        counters_due = dirty_since is not None and now - dirty_since >= COUNTERS_INTERVAL_S
+        return self._view != self._published or counters_due
 
 
-class _Tick:
-    """Nothing arrived for a while: apply LED timeouts."""
+class Tick:
+    """Nothing arrived for a while: apply LED timeouts, publish a status held back."""
 
 
-_TICK = _Tick()
+TICK = Tick()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,11 +11,13 @@ import pytest
 
 from satellite.config import MqttSettings
 from satellite.control import (
+    TICK,
     ButtonPressed,
     ConnectionChanged,
     Controller,
     Counters,
     FollowUp,
+    Indicator,
     Item,
     MqttMessage,
     OversizedMessage,
@@ -22,6 +25,7 @@ from satellite.control import (
     SessionEvent,
     SessionRequest,
 )
+from satellite.leds.patterns import Indicator as RealIndicator
 from satellite.session import EndReason, FaultChanged, Idle, Listening, MuteChanged, WakeDetected
 from satellite.topics import Topics
 
@@ -39,6 +43,9 @@ class FakeIndicator:
     faulted: bool = False
 
     def show(self, state: str) -> None:
+        self.shown.append(state)
+
+    def show_inbound(self, state: str, source: str | None = None) -> None:
         self.shown.append(state)
 
     def set_offline(self, offline: bool) -> None:
@@ -78,14 +85,35 @@ def bare_controller(**overrides: Any) -> Controller:
     return Controller(**{**keywords, **overrides})
 
 
-class Harness:
-    """A controller driven synchronously through `handle()` (no thread)."""
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
 
-    def __init__(self, *, muted: bool = False, follow_up: FollowUp | None = None) -> None:
-        self.indicator = FakeIndicator()
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class Harness:
+    """A controller driven synchronously through `handle()` (no thread), on a fake clock.
+
+    `views` are the published statuses; `send()` returns the latest view, published or not.
+    With `real_leds`, the real Indicator chooses the patterns (on the same clock).
+    """
+
+    def __init__(
+        self, *, muted: bool = False, follow_up: FollowUp | None = None, real_leds: bool = False
+    ) -> None:
+        self.clock = FakeClock()
+        self.indicator: Indicator = RealIndicator(now=self.clock) if real_leds else FakeIndicator()
         self.leds = FakeLeds()
         self.requests: list[SessionRequest] = []
         self.views: list[RoomView] = []
+        self.published: list[tuple[RoomView, Counters]] = []
         self.saved: list[bool] = []
         self.controller = Controller(
             topics=TOPICS,
@@ -93,17 +121,28 @@ class Harness:
             indicator=self.indicator,
             leds=self.leds,
             request_session=self.requests.append,
-            on_change=lambda view, counters: self.views.append(view),
+            on_change=self._published,
             save_mute=self.saved.append,
             muted=muted,
             follow_up=follow_up or FollowUp(),
             max_payload_bytes=1024,
+            now=self.clock,
         )
+
+    def _published(self, view: RoomView, counters: Counters) -> None:
+        self.views.append(view)
+        self.published.append((view, Counters(**vars(counters))))
 
     def send(self, *items: Item) -> RoomView:
         for item in items:
             self.controller.handle(item)
-        return self.views[-1]
+        view = self.controller.view
+        assert view is not None
+        return view
+
+    def fake(self) -> FakeIndicator:
+        assert isinstance(self.indicator, FakeIndicator)
+        return self.indicator
 
 
 @pytest.fixture
@@ -120,13 +159,13 @@ def test_control_gateway_state_drives_the_leds(harness: Harness) -> None:
 def test_control_own_state_messages_are_not_fed_back(harness: Harness) -> None:
     own = b'{"state":"processing","source":"satellite/sat1"}'
     harness.send(MqttMessage(STATE.format("s1"), own))
-    assert harness.indicator.shown == []
+    assert harness.fake().shown == []
 
 
 def test_control_invalid_payloads_are_counted_and_change_nothing(harness: Harness) -> None:
     for payload in [b"\xff", b"[]", b'{"state": 3}', b"x" * 2000]:
         harness.send(MqttMessage(STATE.format("s1"), payload))
-    assert harness.indicator.shown == [] and harness.leds.patterns == ["idle"]
+    assert harness.fake().shown == [] and harness.leds.patterns == ["idle"]
     assert harness.controller.counters.invalid_messages == 4
 
 
@@ -161,20 +200,20 @@ def test_control_session_events_set_state_and_counters(harness: Harness) -> None
 
 def test_control_mute_event_shows_the_muted_state(harness: Harness) -> None:
     view = harness.send(SessionEvent(MuteChanged("m1", True)))
-    assert view.state == "muted" and view.led == "muted" and harness.indicator.muted
+    assert view.state == "muted" and view.led == "muted" and harness.fake().muted
 
 
 def test_control_connection_changes_are_shown(harness: Harness) -> None:
     harness.send(ConnectionChanged(False))
-    assert harness.indicator.offline
+    assert harness.fake().offline
     harness.send(ConnectionChanged(True))
-    assert not harness.indicator.offline
+    assert not harness.fake().offline
 
 
 def test_control_keep_open_shows_attentive_without_follow_up_by_default(harness: Harness) -> None:
     harness.send(SessionEvent(Listening("s1", "u1")))
     harness.send(MqttMessage(HINT.format("s1"), b'{"keep_open": true}'))
-    assert harness.indicator.shown[-1] == "attentive" and harness.requests == []
+    assert harness.fake().shown[-1] == "attentive" and harness.requests == []
 
 
 def test_control_keep_open_follows_up_own_sessions_when_enabled() -> None:
@@ -188,7 +227,7 @@ def test_control_keep_open_follows_up_own_sessions_when_enabled() -> None:
 
 def test_control_starts_muted_when_the_store_says_so() -> None:
     h = Harness(muted=True)
-    assert h.indicator.muted and len(h.requests) == 1
+    assert h.fake().muted and len(h.requests) == 1
     assert h.views[0].state == "muted"
 
 
@@ -226,3 +265,199 @@ def test_control_oversized_payloads_are_dropped_on_arrival_and_counted() -> None
     assert isinstance(queued, OversizedMessage) and queued.size == 5000
     controller.handle(queued)
     assert controller.counters.invalid_messages == 1
+
+
+# --- LEDs tell the truth about this satellite's microphone (issue 12) ---
+
+OTHER_SATELLITE = "satellite/sat2"
+
+
+def state_from(state: str, source: str = OTHER_SATELLITE, session: str = "o1") -> MqttMessage:
+    return MqttMessage(STATE.format(session), f'{{"state":"{state}","source":"{source}"}}'.encode())
+
+
+def test_control_another_satellites_muted_never_shows_the_muted_pattern() -> None:
+    h = Harness(real_leds=True)
+    view = h.send(state_from("muted"), state_from("muted", source="gateway"))
+    assert (view.led, view.muted, view.state) == ("idle", False, "idle")
+    assert "muted" not in h.leds.patterns
+
+
+def test_control_own_mute_shows_the_muted_pattern() -> None:
+    h = Harness(real_leds=True)
+    h.send(MqttMessage(COMMAND, b'{"command":"mute"}'))  # the pipeline then reports:
+    view = h.send(SessionEvent(MuteChanged("m1", True)))
+    assert (view.led, view.muted, view.state) == ("muted", True, "muted")
+    assert h.leds.patterns[-1] == "muted"
+
+
+def test_control_others_listening_or_wake_never_shows_our_listening_pattern() -> None:
+    h = Harness(real_leds=True)
+    view = h.send(state_from("wake_detected"), state_from("listening"))
+    assert view.led == "idle" and h.leds.patterns == ["idle"]
+
+
+def test_control_others_cannot_hide_our_listening_pattern_while_our_session_is_open() -> None:
+    h = Harness(real_leds=True)
+    h.send(SessionEvent(WakeDetected("s1", "hey_jarvis", 0.9)), SessionEvent(Listening("s1", "u1")))
+    for message in (
+        state_from("idle"),
+        state_from("idle", source="gateway", session="s1"),
+        state_from("processing", source="gateway"),
+        MqttMessage(HINT.format("o1"), b'{"keep_open": false}'),
+        state_from("muted"),
+    ):
+        assert h.send(message).led == "listening", message
+    assert h.leds.patterns == ["idle", "wake_detected", "listening"]
+
+
+def test_control_after_our_session_the_last_state_held_back_shows_within_its_timeout() -> None:
+    h = Harness(real_leds=True)
+    h.send(SessionEvent(Listening("s1", "u1")))
+    h.send(state_from("processing", source="gateway", session="s1"))
+    h.clock.advance(5.0)
+    assert h.send(SessionEvent(Idle("s1", EndReason.FINAL))).led == "processing"
+    h.clock.advance(25.0)  # processing lasts 30 s from its arrival, not from our idle
+    assert h.send(TICK).led == "idle"
+
+
+def test_control_after_our_session_others_states_drive_the_leds_again() -> None:
+    h = Harness(real_leds=True)
+    h.send(SessionEvent(Listening("s1", "u1")), SessionEvent(Idle("s1", EndReason.FINAL)))
+    assert h.send(state_from("responding", source="gateway")).led == "responding"
+    assert h.send(state_from("idle", source="gateway")).led == "idle"
+
+
+# --- Only live commands act (issue 12) ---
+
+RETAINED_MUTE = MqttMessage(COMMAND, b'{"command":"mute"}', retained=True)
+
+
+def test_control_retained_commands_are_ignored_counted_and_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="satellite.control")
+    h = Harness()
+    h.send(RETAINED_MUTE, MqttMessage(COMMAND, b'{"command":"listen"}', retained=True))
+    h.send(RETAINED_MUTE, MqttMessage(COMMAND, b'{"command":"nonsense"}', retained=True))
+    assert not h.controller.muted and h.saved == [] and h.requests == []
+    assert h.controller.counters.retained_commands == 4
+    assert h.controller.counters.invalid_messages == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"ignored a retained message on {COMMAND}: commands act only when sent live; clear it "
+        f"by publishing an empty retained payload: mosquitto_pub -r -n -t {COMMAND}"
+    ]
+
+
+def test_control_live_commands_still_act_after_a_retained_one_was_ignored() -> None:
+    h = Harness()
+    h.send(RETAINED_MUTE, MqttMessage(COMMAND, b'{"command":"mute"}'))
+    assert h.controller.muted and h.saved == [True] and len(h.requests) == 1
+
+
+def test_control_retained_states_and_hints_are_not_commands() -> None:
+    h = Harness(real_leds=True)
+    retained = MqttMessage(STATE.format("g1"), b'{"state":"processing"}', retained=True)
+    assert h.send(retained).led == "processing"
+    assert h.controller.counters.retained_commands == 0
+
+
+@pytest.mark.parametrize("topic", [STATE.format("s1"), HINT.format("s1"), COMMAND])
+@pytest.mark.parametrize("retained", [False, True])
+def test_control_an_empty_payload_clears_a_retained_message_and_is_no_error(
+    topic: str, retained: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="satellite.control")
+    h = Harness(real_leds=True)
+    view = h.send(MqttMessage(topic, b"", retained=retained))
+    assert view.led == "idle" and h.requests == [] and h.saved == []
+    assert h.controller.counters == Counters()
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"empty payload on {topic} (a retained message cleared): ignored"
+    ]
+
+
+# --- Follow-ups per session capped (issue 12) ---
+
+
+def keep_open(session: str) -> MqttMessage:
+    return MqttMessage(HINT.format(session), b'{"keep_open": true}')
+
+
+def test_control_follow_ups_stop_at_the_cap_and_say_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="satellite.control")
+    h = Harness(follow_up=FollowUp(enabled=True, no_speech_timeout_s=3.0, max_per_session=2))
+    h.send(SessionEvent(Listening("s1", "u1")), SessionEvent(Idle("s1", EndReason.FINAL)))
+    for utterance in ("u2", "u3"):
+        h.send(keep_open("s1"))
+        h.send(SessionEvent(Listening("s1", utterance)), SessionEvent(Idle("s1", EndReason.FINAL)))
+    assert len(h.requests) == 2
+    for _ in range(5):
+        h.send(keep_open("s1"))
+    assert len(h.requests) == 2
+    capped = [r.getMessage() for r in caplog.records if "max_per_session" in r.getMessage()]
+    assert capped == [
+        "session s1 had 2 follow-ups (followup.max_per_session): keep_open no longer opens "
+        "the microphone in it"
+    ]
+    assert h.controller.counters.sessions == 1
+
+
+def test_control_follow_up_cap_is_per_session() -> None:
+    h = Harness(follow_up=FollowUp(enabled=True, max_per_session=1))
+    h.send(
+        SessionEvent(Listening("s1", "u1")), keep_open("s1"), SessionEvent(Listening("s1", "u2"))
+    )
+    h.send(SessionEvent(Listening("s2", "u3")), keep_open("s1"))
+    assert len(h.requests) == 1
+    h.send(keep_open("s2"))
+    assert len(h.requests) == 2
+
+
+# --- Status publications coalesced (issue 12) ---
+
+
+def test_control_a_flood_of_states_changes_the_leds_at_once_but_the_status_twice_a_second() -> None:
+    h = Harness(real_leds=True)
+    states = ["processing", "responding"] * 1000 + ["error"]
+    for state in states:  # 2,001 messages over 2 s: the queue would never run dry
+        h.clock.advance(0.001)
+        h.send(state_from(state, source="gateway"))
+    assert len(h.leds.patterns) == 1 + len(states)  # idle, then every change at once
+    assert len(h.views) <= 1 + 5  # construction, then at most one per 0.5 s of the flood
+    h.clock.advance(0.5)
+    view = h.send(TICK)  # nothing else arrives: the held-back change still goes out
+    assert view.led == "error" and h.views[-1] == view
+
+
+def test_control_a_change_after_a_quiet_half_second_is_published_at_once() -> None:
+    h = Harness(real_leds=True)
+    h.clock.advance(0.5)
+    h.send(state_from("processing", source="gateway"))
+    assert h.views[-1].led == "processing"
+    h.clock.advance(0.1)
+    h.send(state_from("responding", source="gateway"))
+    assert h.views[-1].led == "processing"  # held back until 0.5 s after the last one
+    h.clock.advance(0.3)
+    h.send(TICK)
+    assert h.views[-1].led == "processing"
+    h.clock.advance(0.1)
+    h.send(TICK)
+    assert h.views[-1].led == "responding"
+    assert len(h.views) == 3
+
+
+def test_control_counter_changes_alone_are_published_once_a_second() -> None:
+    h = Harness()
+    h.clock.advance(5.0)
+    h.send(MqttMessage(STATE.format("s1"), b"garbage"))
+    h.clock.advance(0.9)
+    h.send(MqttMessage(STATE.format("s1"), b"garbage"), TICK)
+    assert len(h.published) == 1
+    h.clock.advance(0.1)
+    h.send(TICK)
+    assert len(h.published) == 2 and h.published[-1][1].invalid_messages == 2
