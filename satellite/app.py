@@ -240,7 +240,9 @@ class Satellite:
             client_id=client_id(settings),
             will=will,
             subscriptions=topics.subscriptions(),
-            on_message=lambda topic, payload: self._submit(MqttMessage(topic, payload)),
+            on_message=lambda topic, payload, retained: self._submit(
+                MqttMessage(topic, payload, retained)
+            ),
             on_connection_change=lambda up: self._submit(ConnectionChanged(up)),
             own_status=OwnStatus(INSTANCE_ID, advice),
         )

@@ -25,7 +25,7 @@ from satellite.takeover import Origin, OwnStatus, TakeoverGuard
 
 _log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[str, bytes], None]
+MessageHandler = Callable[[str, bytes, bool], None]  # topic, payload, retained (not live)
 ConnectionHandler = Callable[[bool], None]
 
 _CONTROL_QOS = 1  # subscriptions, birth and will: must survive a reconnect
@@ -501,7 +501,8 @@ class MqttLink:
         topic = "?"
         try:
             topic = message.topic
-            self._handle_message(topic, bytes(message.payload))
+            # The RETAIN flag is set only on a stored message sent because we subscribed.
+            self._handle_message(topic, bytes(message.payload), bool(message.retain))
         except Exception:  # an exception here would end paho's thread, and with it the link
             self._log.exception("on_message failed for a message on %r", topic)
 

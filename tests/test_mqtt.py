@@ -40,9 +40,9 @@ def on_topic(topic: str) -> Callable[[Received], bool]:
     return lambda m: m.topic == topic
 
 
-def inbox() -> tuple[queue.Queue[tuple[str, bytes]], Callable[[str, bytes], None]]:
+def inbox() -> tuple[queue.Queue[tuple[str, bytes]], Callable[[str, bytes, bool], None]]:
     received: queue.Queue[tuple[str, bytes]] = queue.Queue()
-    return received, lambda topic, payload: received.put((topic, payload))
+    return received, lambda topic, payload, retained: received.put((topic, payload))
 
 
 def test_publish_qos0_and_qos1_arrive_with_their_qos_and_retain_flag(broker: Broker) -> None:
@@ -86,6 +86,27 @@ def test_subscriptions_deliver_inbound_messages_to_on_message(broker: Broker) ->
         sender.publish(STATE, b'{"state": "processing"}')
         got = [received.get(timeout=WAIT), received.get(timeout=WAIT)]
     assert got == [(COMMAND, b'{"command": "mute"}'), (STATE, b'{"state": "processing"}')]
+
+
+def test_on_message_says_retained_only_for_a_stored_message_sent_on_subscribe(
+    broker: Broker,
+) -> None:
+    received: queue.Queue[tuple[bytes, bool]] = queue.Queue()
+    link = MqttLink(
+        settings_for(broker.host, broker.port),
+        client_id="sat-retained",
+        subscriptions=[COMMAND],
+        on_message=lambda topic, payload, retained: received.put((payload, retained)),
+    )
+    with Probe(broker.host, broker.port, "unused") as sender, link:
+        sender.publish(COMMAND, b"stored", retain=True)
+        link.start()
+        assert link.wait_connected(WAIT)
+        assert received.get(timeout=WAIT) == (b"stored", True)
+        sender.publish(COMMAND, b"live and retained", retain=True)
+        assert received.get(timeout=WAIT) == (b"live and retained", False)
+        sender.publish(COMMAND, b"", retain=True)  # clearing it reaches subscribers too
+        assert received.get(timeout=WAIT) == (b"", False)
 
 
 def test_broker_down_at_start_connects_once_it_is_up(
@@ -202,10 +223,10 @@ def test_on_message_that_raises_does_not_stop_later_messages(
 ) -> None:
     received, record = inbox()
 
-    def on_message(topic: str, payload: bytes) -> None:
+    def on_message(topic: str, payload: bytes, retained: bool) -> None:
         if payload == b"boom":
             raise ValueError("bad handler")
-        record(topic, payload)
+        record(topic, payload, retained)
 
     link = MqttLink(
         settings_for(broker.host, broker.port),
