@@ -198,15 +198,16 @@ class Indicator:
         if opened and not self.own_session:
             self._held = None
         self.own_session = opened
-        self._session = self._entry(self.pattern_for(state))
-        log.debug("own state %r -> pattern %s", state, self.pattern_for(state))
+        pattern = self.pattern_for(state)
+        log.debug("own state %r -> pattern %s", state, pattern)
+        self._session = self._entry(pattern)
         if not opened and self._held is not None:
             self._session, self._held = self._held, None
 
     def show_inbound(self, state: str, source: str | None = None) -> None:
         """A state from another publisher; see the class docstring for what it may show."""
         pattern = self.pattern_for(state)
-        if not INBOUND_MAY_SHOW.get(pattern, True):
+        if not INBOUND_MAY_SHOW.get(pattern, False):
             log.debug(
                 "state %r from %s ignored: only this satellite shows %s", state, source, pattern
             )
