@@ -348,7 +348,9 @@ class Satellite:
                 indicator=build_indicator(settings.leds),
                 leds=self.accessories,
                 save_mute=self.mute_store.save,
-                follow_up=FollowUp(followup.enabled, followup.no_speech_timeout_s),
+                follow_up=FollowUp(
+                    followup.enabled, followup.no_speech_timeout_s, followup.max_per_session
+                ),
                 max_payload_bytes=settings.mqtt.max_payload_bytes,
             )
         )

@@ -308,7 +308,9 @@ class Controller:
             self.indicator.show(self._state)
         if moved:
             self.save_mute(self.muted)
-        self._view = None  # the next refresh shows the pattern and publishes the status
+        # The next refresh shows the pattern on the new LEDs and publishes the status (on
+        # the new topics, if they moved) as soon as STATUS_INTERVAL_S allows.
+        self._pattern = self._published = None
 
     def _inbound(self, message: MqttMessage) -> None:
         parsed = parse_inbound(
