@@ -433,7 +433,9 @@ class Controller:
             self._pattern = pattern
         self._view = RoomView(self._state, self.muted, pattern, self.fault, self.accessory_fault)
         if force or self._status_due():
-            self._published, self._published_at = self._view, self._now()
+            # The first status is the birth the link sends once connected: it holds nothing
+            # back, so a fault found at start goes out with it.
+            self._published, self._published_at = self._view, -math.inf if force else self._now()
             self._counters_dirty_since = None
             self.on_change(self._view, self.counters)
 

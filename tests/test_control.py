@@ -461,3 +461,11 @@ def test_control_counter_changes_alone_are_published_once_a_second() -> None:
     h.clock.advance(0.1)
     h.send(TICK)
     assert len(h.published) == 2 and h.published[-1][1].invalid_messages == 2
+
+
+def test_control_the_first_change_after_the_birth_status_is_not_held_back() -> None:
+    h = Harness(real_leds=True)
+    view = h.send(SessionEvent(FaultChanged("f1", "no capture device matches 'usb'")))
+    assert h.views == [RoomView("idle", False, "idle"), view] and view.state == "error"
+    h.send(SessionEvent(FaultChanged("f2", None)))
+    assert len(h.views) == 2  # the next one waits for STATUS_INTERVAL_S
