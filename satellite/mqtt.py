@@ -332,6 +332,10 @@ class MqttLink:
         if self._client.socket() is not None:
             # A reconnect raced with disconnect(): end that session cleanly too.
             self._client.disconnect()
+        # paho closes its wake-up socket pair only in __del__, which the reference cycle with
+        # our callbacks delays until the garbage collector runs: a reload that replaces the
+        # link would hold two more descriptors until then.
+        self._client._reset_sockets()
         self._ready.clear()
         self._log.info("MQTT link to %s closed", self._address)
 
