@@ -94,10 +94,13 @@ def test_root_install_lays_down_the_tree(salon: Path) -> None:
         "etc/sysusers.d/satellite.conf",
         "etc/tmpfiles.d/satellite.conf",
         "opt/satellite/README.md",
+        "usr/local/bin/satellite",
         *(f"usr/share/satellite/hats/{hat}.toml" for hat in HATS if hat != "none"),
         "var/lib/satellite/install-manifest",
     }
     assert (salon / "var/lib/satellite/models").is_dir()
+    # On every user's PATH, pointing where the Pi install puts the venv.
+    assert os.readlink(salon / "usr/local/bin/satellite") == "/opt/satellite/bin/satellite"
     unit = salon / "etc/systemd/system/satellite@.service"
     assert unit.read_bytes() == (ROOT / "systemd/satellite@.service").read_bytes()
     wants = salon / "etc/systemd/system/multi-user.target.wants/satellite@salon.service"
@@ -146,9 +149,11 @@ def test_root_install_appends_the_hat_lines_to_config_txt_once(salon: Path) -> N
 
 
 def test_root_install_records_what_it_installed(salon: Path) -> None:
-    assert manifest(salon) == [
+    # The image has no /etc/group: sysusers.d will create all three groups at first boot.
+    assert [line for line in manifest(salon) if not line.startswith("rmdir ")] == [
         "block /boot/firmware/config.txt",
         "config /etc/satellite/salon.toml",
+        "dir /opt/satellite",
         "dir /var/lib/satellite/models",
         "file /etc/alsa/conf.d/60-satellite.conf",
         "file /etc/systemd/system/satellite@.service",
@@ -156,11 +161,26 @@ def test_root_install_records_what_it_installed(salon: Path) -> None:
         "file /etc/tmpfiles.d/satellite.conf",
         "file /opt/satellite/README.md",
         *(f"file /usr/share/satellite/hats/{hat}.toml" for hat in HATS if hat != "none"),
+        "group audio",
+        "group gpio",
+        "group spi",
+        "link /usr/local/bin/satellite",
         "purge-dir /etc/satellite",
         "purge-dir /var/lib/satellite",
         "unit satellite@salon.service",
         "user satellite",
     ]
+    # The directories it made; /boot/firmware was there.
+    made = {line.split(" ", 1)[1] for line in manifest(salon) if line.startswith("rmdir ")}
+    assert {"/usr/share/satellite", "/usr/share/satellite/hats", "/usr/local/bin"} <= made
+    assert not {"/boot", "/boot/firmware"} & made
+
+
+def test_groups_the_image_has_are_not_recorded(image: Path) -> None:
+    (image / "etc").mkdir()
+    (image / "etc/group").write_text("root:x:0:\naudio:x:29:\ngpio:x:997:\n")
+    install_ok("--root", image, "--room", "salon")
+    assert [line for line in manifest(image) if line.startswith("group ")] == ["group spi"]
 
 
 def _ids(path: Path) -> dict[str, list[str]]:
@@ -210,6 +230,69 @@ def test_existing_config_is_never_overwritten(salon: Path) -> None:
     assert "keeping /etc/satellite/salon.toml" in out
 
 
+def test_options_on_an_existing_room_list_the_keys_that_differ(image: Path) -> None:
+    install_ok("--root", image, "--room", "salon")
+    config = image / "etc/satellite/salon.toml"
+    before = config.read_bytes()
+    out = install_ok(
+        "--root", image, "--room", "salon", "--hat", "respeaker-2mic", "--broker", "mqtt://10.0.0.5"
+    )
+    assert config.read_bytes() == before
+    assert "keeping /etc/satellite/salon.toml; these keys differ" in out
+    assert '    leds.hat: "none" -> "respeaker-2mic"\n' in out
+    assert '    audio.device: "default" -> "satellite_mic"\n' in out
+    assert '    mqtt.host: "127.0.0.1" -> "10.0.0.5"\n' in out
+    assert "mqtt.port" not in out and "mqtt.tls" not in out  # the same as before
+    assert "--update-config" in out
+
+
+def test_update_config_rewrites_only_those_keys(image: Path) -> None:
+    install_ok("--root", image, "--room", "salon")
+    config = image / "etc/satellite/salon.toml"
+    mine = config.read_text().replace("threshold = 0.4", "threshold = 0.55   # mine")
+    config.write_text(mine + "# my last line\n")
+    out = install_ok(
+        "--root",
+        image,
+        "--room",
+        "salon",
+        "--hat",
+        "respeaker-2mic",
+        "--broker",
+        "mqtts://satellite-salon@broker.lan",
+        "--update-config",
+    )
+    assert "updated /etc/satellite/salon.toml" in out
+    settings = load_settings(config)
+    assert (settings.leds.hat, settings.audio.device) == ("respeaker-2mic", "satellite_mic")
+    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.tls) == ("broker.lan", 8883, True)
+    assert settings.mqtt.username == "satellite-salon"
+    assert settings.wake.threshold == 0.55
+    # Line by line: every other line, comments included, is where it was.
+    # (The template's commented-out "# username = ..." lines became the settings.)
+    changed = {"hat", "device", "host", "port", "tls", "username", "password_file"}
+
+    def others(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.lstrip("# ").split(" = ")[0] not in changed]
+
+    assert others(config.read_text()) == [*others(mine), "# my last line"]
+    assert config.stat().st_mode & 0o777 == 0o640
+    again = install_ok("--root", image, "--room", "salon", "--hat", "respeaker-2mic")
+    assert "it already has what --hat respeaker-2mic would set" in again
+
+
+def test_a_rerun_without_hat_keeps_the_configs_hat(salon: Path) -> None:
+    before = tree_digest(salon)
+    out = install_ok("--root", salon, "--room", "salon")
+    assert "HAT respeaker-2mic, from /etc/satellite/salon.toml" in out
+    assert tree_digest(salon) == before
+
+
+def test_update_config_needs_room(tmp_path: Path) -> None:
+    done = run_install("--root", tmp_path, "--uninstall", "--update-config")
+    assert done.returncode == 2 and "--update-config goes with --room" in done.stderr
+
+
 def test_changing_the_hat_replaces_its_files(salon: Path) -> None:
     install_ok("--root", salon, "--room", "salon", "--hat", "none")
     assert not (salon / "etc/alsa/conf.d/60-satellite.conf").exists()
@@ -231,10 +314,37 @@ def test_uninstall_removes_what_it_installed_and_keeps_the_config(salon: Path) -
 
 
 def test_uninstall_purge_removes_the_config_too(salon: Path) -> None:
-    install_ok("--root", salon, "--uninstall", "--purge")
+    out = install_ok("--root", salon, "--uninstall", "--purge")
     assert files_in(salon) == {"boot/firmware/config.txt"}
     assert not (salon / "etc/satellite").exists()
     assert not (salon / "var/lib/satellite").exists()
+    assert "kept on purpose: mosquitto" in out and "apt packages" in out
+
+
+def test_uninstall_purge_leaves_no_directory_either(salon: Path) -> None:
+    # Every directory install.sh made goes too (empty /usr/share/satellite/hats/ included);
+    # /boot/firmware was the image's.
+    install_ok("--root", salon, "--uninstall", "--purge")
+    left = {str(path.relative_to(salon)) for path in salon.rglob("*")}
+    assert left == {"boot", "boot/firmware", "boot/firmware/config.txt"}
+
+
+def test_uninstall_says_what_it_keeps(salon: Path) -> None:
+    out = install_ok("--root", salon, "--uninstall")
+    assert "kept /etc/satellite and /var/lib/satellite" in out
+    assert "kept on purpose: mosquitto" in out and "apt packages" in out
+    assert not (salon / "usr/local/bin/satellite").is_symlink()
+    assert not (salon / "usr/share/satellite").exists()
+
+
+def test_someone_elses_satellite_command_is_left_alone(image: Path) -> None:
+    mine = image / "usr/local/bin/satellite"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("#!/bin/sh\n")
+    out = install_ok("--root", image, "--room", "salon")
+    assert "/usr/local/bin/satellite exists and is not install.sh's" in out
+    install_ok("--root", image, "--uninstall", "--purge")
+    assert mine.read_text() == "#!/bin/sh\n"
 
 
 def test_purge_after_uninstall_still_finds_the_config(salon: Path) -> None:
