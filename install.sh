@@ -589,10 +589,14 @@ record_new_groups() {
 
 # --- the live system -------------------------------------------------------------------------
 
+is_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
 apt_install() {
   local missing=()
   for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    is_installed "$pkg" || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && { say "system packages present"; return; }
   command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
@@ -622,17 +626,27 @@ make_venv() {
 # lgpio and spidev (see lgpio_pin). Never fatal: without them gpiozero falls back (no PWM, no
 # Pi 5, software SPI), the satellite still listens and `satellite check` names the fallback.
 install_gpio_backend() {
-  local venv=$1 log missing=()
+  local venv=$1 log missing=() had_swig=0
   log=$(mktemp)
   if ! pip_quiet "$venv" "$log" --only-binary lgpio "$lgpio_pin"; then
     say "no $lgpio_pin wheel for this Python/CPU: building it from its source (needs swig)"
-    (apt_install swig) && PYPI=1 pip_quiet "$venv" "$log" --no-binary lgpio "$lgpio_pin" ||
-      missing+=("lgpio ($(tail -n 1 "$log"))")
+    ! is_installed swig || had_swig=1
+    # In a subshell: apt_install's "run as root" must not end a --dev install.
+    : > "$log"
+    if (apt_install swig) && PYPI=1 pip_quiet "$venv" "$log" --no-binary lgpio "$lgpio_pin"; then
+      [ "$had_swig" -eq 1 ] || record package swig
+    else
+      missing+=("lgpio ($(last_error_line "$log" || echo "no swig"))")
+    fi
   fi
-  pip_quiet "$venv" "$log" "$spidev_pin" || missing+=("spidev ($(tail -n 1 "$log"))")
+  pip_quiet "$venv" "$log" "$spidev_pin" || missing+=("spidev ($(last_error_line "$log"))")
   rm -f "$log"
-  [ ${#missing[@]} -eq 0 ] ||
-    say "warning: no ${missing[*]} in $venv: the LEDs and button fall back (no PWM, no Pi 5, software SPI); on a non-Pi that is fine"
+  [ ${#missing[@]} -eq 0 ] || say "warning: not in $venv: $(printf '%s; ' "${missing[@]}")the" \
+    "LEDs and button will fall back (no PWM, no Pi 5, software SPI); on a non-Pi that is fine"
+}
+
+last_error_line() {
+  grep -i 'error' "$1" | tail -n 1 | grep .
 }
 
 # pip install, its output in LOG (kept for the one line a failure reports).

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 PROBE = Path(__file__).parent / "support" / "gpio_probe.py"
+INSTALL = Path(__file__).resolve().parent.parent / "install.sh"
 # A Raspberry Pi 4's /proc/cpuinfo, as far as gpiozero reads it (the board revision).
 PI4_CPUINFO = """processor\t: 0
 CPU implementer\t: 0x41
@@ -69,3 +70,64 @@ def test_gpiozero_tries_lgpio_first_on_a_pi(tmp_path: Path) -> None:
         assert report["factory"] == "LGPIOFactory", report
         return
     assert report["fallbacks"][0] == "Falling back from lgpio: 'can not open gpiochip'", report
+
+
+def install_backend(
+    venv: Path, find_links: Path, *, swig: bool
+) -> subprocess.CompletedProcess[str]:
+    """install.sh's install_gpio_backend into a new venv, pip seeing only `find_links`."""
+    # (venv installs its pip offline, from the copy inside Python.)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    apt = "" if swig else "apt_install() { return 1; }"  # swig cannot be had
+    return subprocess.run(
+        ["bash", "-c", f'source "{INSTALL}"; {apt}\ninstall_gpio_backend "{venv}"'],
+        env={**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(find_links)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.install
+def test_no_gpio_backend_is_said_once_and_is_not_fatal(tmp_path: Path) -> None:
+    # A non-Pi that cannot get lgpio or spidev at all: --dev must go on.
+    (tmp_path / "nothing").mkdir()
+    done = install_backend(tmp_path / "venv", tmp_path / "nothing", swig=False)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stdout.splitlines() if "warning" in line]
+    assert len(warnings) == 1, done.stdout
+    assert "lgpio" in warnings[0] and "spidev" in warnings[0] and "fall back" in warnings[0]
+
+
+@pytest.mark.integration
+@pytest.mark.install
+@pytest.mark.network
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="installs swig with apt")
+def test_without_an_lgpio_wheel_it_is_built_with_the_lg_library_inside(tmp_path: Path) -> None:
+    # What happens on Python 3.13 (no lgpio wheel there): pip sees only the sdists here.
+    sdists = tmp_path / "sdists"
+    pip = [sys.executable, "-m", "pip", "download", "-q", "-d", str(sdists)]
+    sources = ["--no-deps", "--no-binary", ":all:", "lgpio==0.2.2.0", "spidev==3.8"]
+    subprocess.run([*pip, *sources], check=True, timeout=300)
+    subprocess.run([*pip, "--only-binary", ":all:", "setuptools", "wheel"], check=True, timeout=300)
+    done = install_backend(tmp_path / "venv", sdists, swig=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "building it from its source" in done.stdout
+    assert "warning" not in done.stdout, done.stdout
+    python = tmp_path / "venv/bin/python"
+    imported = subprocess.run(
+        [str(python), "-c", "import lgpio, _lgpio; print(_lgpio.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    # PYPI=1 linked the lg library into the module: nothing of the OS's is needed at run time.
+    linked = subprocess.run(
+        ["ldd", imported.stdout.strip()], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert "liblgpio" not in linked.stdout

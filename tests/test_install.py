@@ -18,6 +18,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from satellite.config import default_satellite_id, load_settings
 from satellite.leds.hats import SYSTEM_HATS_DIR, load_hat
 from tests.support.broker import Broker
+from tests.support.systemd_container import DebianRoot, SystemdContainer, unavailable_reason
+from tests.support.unit_install import (
+    add_user,
+    install_standin,
+    install_unit,
+    write_room_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "install.sh"
@@ -744,6 +751,64 @@ def test_purge_removes_the_groups_it_created_and_nothing_else(pi: FakePi) -> Non
     assert "systemctl disable --now satellite@salon.service" in pi.calls("disable")
     assert list(pi.root.rglob("*")) == []  # every file and directory it made is gone
     assert "kept on purpose: mosquitto" in done.stdout
+
+
+# --- the same functions against a real systemd ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def standin_systemd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdContainer]:
+    """A booted systemd with the real unit running the sd_notify stand-in, and install.sh."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"cannot boot systemd in namespaces on this machine: {reason}")
+
+    def prepare(container: SystemdContainer) -> None:
+        install_unit(container)
+        install_standin(container)
+        container.copy_in(INSTALL, "/opt/install.sh", mode=0o755)
+
+    parent = tmp_path_factory.getbasetemp()
+    with (
+        DebianRoot(parent=parent) as root,
+        SystemdContainer(root.path, prepare=prepare, parent=parent) as container,
+    ):
+        add_user(container)
+        yield container
+
+
+def start_and_summarise(container: SystemdContainer, room: str, standin: str) -> list[str]:
+    """install.sh's start_service and service_summary on satellite@ROOM; its output lines."""
+    write_room_config(container, room, f'room_id = "{room}"\n[standin]\n{standin}\n')
+    unit = f"satellite@{room}.service"
+    script = (
+        f"source /opt/install.sh; start_service {unit} 0;"
+        f" service_summary {unit} /etc/satellite/{room}.toml"
+    )
+    done = container.run("bash", "-c", script, check=False, timeout=60)
+    return (done.stdout + done.stderr).splitlines()
+
+
+@pytest.mark.integration
+@pytest.mark.root
+def test_summary_under_real_systemd_says_listening(standin_systemd: SystemdContainer) -> None:
+    lines = start_and_summarise(standin_systemd, "good", "ready_delay_s = 0.5")
+    assert lines == [
+        "install.sh: starting satellite@good.service (it loads the models first)",
+        "install.sh: satellite@good is listening: room good: listening",
+    ]
+
+
+@pytest.mark.integration
+@pytest.mark.root
+def test_summary_under_real_systemd_names_the_error(standin_systemd: SystemdContainer) -> None:
+    # The daemon exits 78 before READY=1: systemctl start fails with "Job ... failed".
+    lines = start_and_summarise(standin_systemd, "broken", "exit_status = 78")
+    assert lines[-1] == (
+        "install.sh: satellite@broken failed: standin: /etc/satellite/broken.toml: configuration"
+        " error; run: satellite check --config /etc/satellite/broken.toml"
+    )
+    assert not any("Job for" in line for line in lines)
 
 
 # --- a 32-bit OS ---------------------------------------------------------------------------------
