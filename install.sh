@@ -453,8 +453,8 @@ def set_line(lines, key, value):
         if commented.match(lines[i]):  # the template's example line becomes the setting
             lines[i] = f"{name} = {show(value)}"
             return
-    last = max((i for i in range(start, end) if "=" in lines[i] and not lines[i].lstrip().startswith("#")), default=start)
-    lines.insert(last + 1, f"{name} = {show(value)}")
+    settings = [i for i in range(start + 1, end) if re.match(r"\s*[A-Za-z0-9_-]+\s*=", lines[i])]
+    lines.insert(max(settings, default=start) + 1, f"{name} = {show(value)}")  # after the last
 
 command, old_path, *rest = sys.argv[1:]
 old = load(old_path)

@@ -1,6 +1,6 @@
 """arm64 checked on demand: tests/arm64/run.sh from pytest, only with SATELLITE_TEST_ARM64=1.
 
-About an hour on two cores (emulated apt, pip builds and models), so never in CI by default.
+About 10 minutes on two cores (emulated apt, pip builds, models, simulate): not for CI.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 # ("hey jarvis, turn on the kitchen lights", made here with espeak-ng and sox) and checks the
 # transcript, and asks gpiozero in the installed venv which pin factory it would take.
 #
-#   sudo tests/arm64/run.sh              # about an hour on 2 cores; the root is cached
+#   sudo tests/arm64/run.sh              # ~10 min on 2 cores (~7 once the root is cached)
 #   sudo tests/arm64/run.sh --root-only  # only build (and cache) the arm64 root
 #
 # Environment:
@@ -135,7 +135,7 @@ prepare_root() {
   # A TLS-intercepting proxy's CA, where this machine has one: pip must trust what we trust.
   if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
     cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
-    chroot "$root" update-ca-certificates >/dev/null
+    chroot "$root" update-ca-certificates >/dev/null 2>&1
   fi
   mount_at -t proc proc "$root/proc"
   pi4_cpuinfo > "$work/cpuinfo"
@@ -181,8 +181,8 @@ check_install() {
   say "./install.sh --dev in the arm64 root (log: $work/install.log)"
   in_root "$root" sh -c 'cd /src/satellite && ./install.sh --dev' > "$work/install.log" 2>&1 ||
     fail "install.sh --dev: $(tail -n 5 "$work/install.log")"
-  say "install.sh --dev passed in $(($(date +%s) - t0)) s; its lines:"
-  sed 's/^/    /' "$work/install.log"
+  say "install.sh --dev passed in $(($(date +%s) - t0)) s; what it said:"
+  grep '^install.sh:' "$work/install.log" | sed 's/^/    /'
 }
 
 check_simulate() {
