@@ -5,16 +5,22 @@
 #   sudo ./install.sh --root DIR --room ROOM [--hat NAME]       the file tree only, into an image
 #   sudo ./install.sh --uninstall [--purge] [--root DIR]        remove what the manifest lists
 #   ./install.sh --dev                                          a workstation / CI: packages, .venv, models
+# A 64-bit OS is needed (arm64 on a Pi 3, 4, 5, Zero 2 W; amd64 for --dev): no 32-bit ARM.
 #
 #   --room ROOM    the room id: one MQTT topic level of letters, digits, '_', '.', '-'; it names
 #                  /etc/satellite/ROOM.toml and satellite@ROOM.service
 #   --broker URL   mqtt[s]://[user@]host[:port]; without it a local mosquitto is installed and used
-#   --hat NAME     respeaker-2mic, respeaker-4mic, gpio-led or none (default), from
-#                  firmware-config/hats/: its asound.conf and /boot/firmware/config.txt lines
+#   --hat NAME     respeaker-2mic, respeaker-4mic, gpio-led or none (default: the room config's,
+#                  else none), from firmware-config/hats/: its asound.conf and config.txt lines
+#   --update-config  an existing room config is never replaced; with this flag the keys that
+#                  --hat and --broker set (and only those) are rewritten in it, the rest kept.
+#                  Without it install.sh lists the keys that differ
 #   --root DIR     install into DIR (an image or a test root): no packages, no venv, no models, no
 #                  systemctl against the host; the user and permissions are applied at first boot
-#   --uninstall    disable the unit, remove the unit, venv, models and HAT files; keep the config
-#   --purge        with --uninstall: also remove /etc/satellite, /var/lib/satellite and the user
+#   --uninstall    disable the unit, remove the unit, venv, models, HAT files and the `satellite`
+#                  command; keep the config (and mosquitto and the apt packages, always)
+#   --purge        with --uninstall: also remove /etc/satellite, /var/lib/satellite, the user and
+#                  the groups install.sh created
 # What each file is for: firmware-config/README.md.
 set -euo pipefail
 
@@ -24,6 +30,9 @@ mode=""
 room=""
 broker=""
 hat=none
+hat_given=0
+broker_given=0
+update_config=0
 root=""
 offline=0
 purge=0
@@ -33,6 +42,15 @@ python=${PYTHON:-python3}
 # The packages it really imports are in pyproject.toml.
 openwakeword_pin="openwakeword==0.6.0"
 speex_pin="speexdsp-ns==0.1.2"
+# gpiozero's pin factory, lgpio (/dev/gpiochip*: PWM, and the only one that knows the Pi 5),
+# and spidev for the APA102 LEDs' hardware SPI. PyPI has lgpio 0.2.2.0 wheels for CPython
+# 3.9-3.12 (manylinux_2_34 aarch64 and x86_64, armv7l) but none for 3.13 (Debian 13, Raspberry
+# Pi OS trixie): there its sdist is built with PYPI=1, which compiles the lg C library into the
+# module. That keeps the venv self-contained: Debian 12 has no python3-lgpio/liblgpio at all,
+# and an OS package is built for the OS's one Python. Pinned, because where no 0.2.2.0 wheel
+# fits, plain "lgpio" resolves to 0.0.0.2, an empty placeholder that imports without error.
+lgpio_pin="lgpio==0.2.2.0"
+spidev_pin="spidev==3.8"   # an sdist: gcc and python3-dev build it (apt_packages)
 
 apt_packages=(
   python3 python3-venv python3-dev gcc pkg-config
@@ -53,6 +71,7 @@ sysusers_path=/etc/sysusers.d/satellite.conf
 tmpfiles_path=/etc/tmpfiles.d/satellite.conf
 alsa_path=/etc/alsa/conf.d/60-satellite.conf
 hats_dir=/usr/share/satellite/hats   # satellite.leds.hats.SYSTEM_HATS_DIR
+bin_link=/usr/local/bin/satellite    # on every user's PATH
 manifest_path=$state_dir/install-manifest
 block_begin="# >>> satellite: added by install.sh, removed by install.sh --uninstall >>>"
 block_end="# <<< satellite <<<"
@@ -61,6 +80,7 @@ manifest=()
 changed_boot=0
 replaced=0
 unit_replaced=0
+config_changed=0
 
 usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -80,12 +100,13 @@ parse_args() {
       --dev) mode=dev ;;
       --uninstall) mode=uninstall ;;
       --purge) purge=1 ;;
+      --update-config) update_config=1 ;;
       --room|--broker|--hat|--root)
         [ $# -ge 2 ] || bad_usage "$1 needs a value"
         case "$1" in
           --room) room=$2 ;;
-          --broker) broker=$2 ;;
-          --hat) hat=$2 ;;
+          --broker) broker=$2; broker_given=1 ;;
+          --hat) hat=$2; hat_given=1 ;;
           --root) set_root "$2" ;;
         esac
         shift ;;
@@ -99,6 +120,7 @@ parse_args() {
     mode=pi
   fi
   [ "$purge" -eq 0 ] || [ "$mode" = uninstall ] || bad_usage "--purge goes with --uninstall"
+  [ "$update_config" -eq 0 ] || [ "$mode" = pi ] || bad_usage "--update-config goes with --room"
   if [ "$mode" = pi ]; then
     check_room
     check_hat
@@ -206,6 +228,7 @@ put() {
   if [ -f "$dest" ] && cmp -s "$src" "$dest"; then
     chmod "$3" "$dest"
   else
+    note_new_dirs "$2"
     install -D -m "$3" "$src" "$dest"
     replaced=1
     say "installed $2"
@@ -214,7 +237,38 @@ put() {
 }
 
 make_dir() {
-  [ -d "$(at "$1")" ] || install -d -m "$2" "$(at "$1")"
+  [ -d "$(at "$1")" ] && return
+  note_new_dirs "$1/."
+  install -d -m "$2" "$(at "$1")"
+}
+
+# Records, as `rmdir`, the directories that creating the target path PATH creates, so that
+# --uninstall removes them once empty (e.g. /usr/share/satellite/hats); existing ones are not ours.
+note_new_dirs() {
+  local dir
+  dir=$(dirname "$1")
+  while [ "$dir" != / ] && [ ! -d "$(at "$dir")" ]; do
+    record rmdir "$dir"
+    dir=$(dirname "$dir")
+  done
+}
+
+# `satellite` on every user's PATH: a link to the venv's entry point (in an image made with
+# --root it points nowhere until install.sh has run on the Pi). Someone else's file is left alone.
+link_command() {
+  local link target=$venv_dir/bin/satellite
+  link=$(at "$bin_link")
+  if [ -L "$link" ] && [ "$(readlink "$link")" = "$target" ]; then
+    record link "$bin_link"
+  elif [ -e "$link" ] || [ -L "$link" ]; then
+    say "warning: $bin_link exists and is not install.sh's: left alone (the command is $target)"
+  else
+    note_new_dirs "$bin_link"
+    mkdir -p "$(dirname "$link")"
+    ln -s "$target" "$link"
+    record link "$bin_link"
+    say "installed $bin_link -> $target"
+  fi
 }
 
 # The satellite_id of a new config: what the daemon's default would be
@@ -277,14 +331,154 @@ install_config() {
   local conf=$conf_dir/$room.toml tmp
   record config "$conf"
   if [ -e "$(at "$conf")" ]; then
-    say "keeping $conf (never overwritten: --broker and --hat change only new configs)"
+    existing_config "$conf"
     return
   fi
   tmp=$(mktemp)
   render_config > "$tmp"
+  note_new_dirs "$conf"
   install -D -m 0640 "$tmp" "$(at "$conf")"
   rm -f "$tmp"
   say "wrote $conf"
+}
+
+# --- an existing room config -------------------------------------------------------------------
+# Never replaced. The keys the given options would set are compared with it; the differences
+# are listed, or with --update-config rewritten in place (only those lines; comments and the
+# rest of the file stay).
+
+# The keys the given options set: --hat the LEDs and the microphone, --broker the MQTT link.
+option_keys() {
+  [ "$hat_given" -eq 0 ] || printf '%s\n' leds.hat audio.device
+  [ "$broker_given" -eq 0 ] || printf '%s\n' mqtt.host mqtt.port mqtt.tls mqtt.username mqtt.password_file
+}
+
+existing_config() {
+  local conf=$1 keys new out updated status=0
+  mapfile -t keys < <(option_keys)
+  if [ ${#keys[@]} -eq 0 ]; then
+    say "keeping $conf"
+    return
+  fi
+  new=$(mktemp)
+  updated=$(mktemp)
+  render_config > "$new"
+  if [ "$update_config" -eq 1 ]; then
+    out=$(toml_keys update "$(at "$conf")" "$new" "$updated" "${keys[@]}") || status=$?
+  else
+    out=$(toml_keys diff "$(at "$conf")" "$new" "${keys[@]}") || status=$?
+  fi
+  if [ "$status" -ne 0 ]; then
+    say "keeping $conf; not compared with the options: $out"
+  elif [ -z "$out" ]; then
+    say "keeping $conf: it already has what $(given_options) would set"
+  elif [ "$update_config" -eq 1 ]; then
+    cat "$updated" > "$(at "$conf")"   # keeps its owner and mode
+    config_changed=1
+    say "updated $conf (only these keys; the rest of the file is kept):"
+    printf '%s\n' "$out" | sed 's/^/    /'
+  else
+    say "keeping $conf; these keys differ from what $(given_options) would write:"
+    printf '%s\n' "$out" | sed 's/^/    /'
+    say "to apply them: add --update-config (rewrites only these keys), or edit the file"
+  fi
+  rm -f "$new" "$updated"
+}
+
+given_options() {
+  local words=()
+  [ "$hat_given" -eq 0 ] || words+=("--hat $hat")
+  [ "$broker_given" -eq 0 ] || words+=("--broker $broker")
+  printf '%s\n' "${words[*]}"
+}
+
+# When --hat is not given, an existing config's [leds] hat is kept: a re-run to update the code
+# must not take the HAT's ALSA and config.txt lines away.
+hat_from_config() {
+  local conf found
+  conf=$(at "$conf_dir/$room.toml")
+  [ "$hat_given" -eq 0 ] && [ -f "$conf" ] || return 0
+  found=$(toml_keys get "$conf" leds.hat 2>/dev/null) || return 0
+  [ -n "$found" ] && [ "$found" != none ] || return 0
+  if [[ $'\n'$(known_hats)$'\n' == *$'\n'"$found"$'\n'* ]]; then
+    hat=$found
+    say "HAT $hat, from $conf_dir/$room.toml"
+  fi
+}
+
+# toml_keys get FILE KEY | diff OLD NEW KEY... | update OLD NEW OUT KEY...
+# diff and update print `key: old -> new` per differing key; update writes OLD with those keys
+# set to NEW's values (or their lines removed) to OUT, line by line, and checks the result.
+toml_keys() {
+  "$python" - "$@" <<'PY'
+import json, re, sys, tomllib
+
+def load(path):
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        sys.exit(f"{path}: {exc}")
+
+def get(data, key):
+    *tables, name = key.split(".")
+    for table in tables:
+        data = data.get(table, {})
+    return data.get(name) if isinstance(data, dict) else None
+
+def show(value):
+    return "(unset)" if value is None else json.dumps(value)
+
+def set_line(lines, key, value):
+    table, name = key.rsplit(".", 1)
+    header = re.compile(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$")
+    assign = re.compile(r'(\s*' + re.escape(name) + r'\s*=\s*)("(?:[^"\\]|\\.)*"|[^#\s]+)(.*)$')
+    start = next((i for i, l in enumerate(lines) if (m := header.match(l)) and m[1] == table), None)
+    if start is None:
+        if value is not None:
+            lines += ["", f"[{table}]", f"{name} = {show(value)}"]
+        return
+    end = next((i for i in range(start + 1, len(lines)) if header.match(lines[i])), len(lines))
+    for i in range(start + 1, end):
+        if match := assign.match(lines[i]):
+            if value is None:
+                del lines[i]
+            else:
+                lines[i] = match[1] + show(value) + match[3]
+            return
+    if value is None:
+        return
+    commented = re.compile(r"\s*#\s*" + re.escape(name) + r"\s*=")
+    for i in range(start + 1, end):
+        if commented.match(lines[i]):  # the template's example line becomes the setting
+            lines[i] = f"{name} = {show(value)}"
+            return
+    settings = [i for i in range(start + 1, end) if re.match(r"\s*[A-Za-z0-9_-]+\s*=", lines[i])]
+    lines.insert(max(settings, default=start) + 1, f"{name} = {show(value)}")  # after the last
+
+command, old_path, *rest = sys.argv[1:]
+old = load(old_path)
+if command == "get":
+    print(get(old, rest[0]) or "")
+    sys.exit()
+new_path, *rest = rest
+out_path, keys = (rest[0], rest[1:]) if command == "update" else (None, rest)
+new = load(new_path)
+changed = [k for k in keys if get(old, k) != get(new, k)]
+for key in changed:
+    print(f"{key}: {show(get(old, key))} -> {show(get(new, key))}")
+if out_path and changed:
+    with open(old_path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    for key in changed:
+        set_line(lines, key, get(new, key))
+    text = "\n".join(lines) + "\n"
+    result = tomllib.loads(text)
+    if any(get(result, k) != get(new, k) for k in keys):
+        sys.exit("could not rewrite these keys line by line: edit the file")
+    with open(out_path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+PY
 }
 
 boot_config() {
@@ -369,19 +563,40 @@ install_tree() {
   put "$fw/sysusers.d/satellite.conf" "$sysusers_path" 0644
   put "$fw/tmpfiles.d/satellite.conf" "$tmpfiles_path" 0644
   record user satellite
+  record_new_groups
+  hat_from_config
   install_config
   install_hat_files
   put "$here/systemd/satellite@.service" "$unit_path" 0644
   unit_replaced=$replaced
   put "$here/README.md" "$venv_dir/README.md" 0644   # the unit's Documentation=
+  record dir "$venv_dir"
+  link_command
+}
+
+# The groups the sysusers.d file will create (now on a Pi, at first boot in an image): recorded
+# before they exist, so --purge removes those and never a group the system had.
+record_new_groups() {
+  local group
+  for group in audio gpio spi; do
+    if [ "$offline" -eq 0 ]; then
+      getent group "$group" >/dev/null || record group "$group"
+    else
+      grep -q "^$group:" "$(at /etc/group)" 2>/dev/null || record group "$group"
+    fi
+  done
 }
 
 # --- the live system -------------------------------------------------------------------------
 
+is_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
 apt_install() {
   local missing=()
   for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    is_installed "$pkg" || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && { say "system packages present"; return; }
   command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
@@ -389,6 +604,7 @@ apt_install() {
   say "installing system packages: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  for pkg in "${missing[@]}"; do record package "$pkg"; done   # listed, never removed
 }
 
 make_venv() {
@@ -404,6 +620,40 @@ make_venv() {
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --only-binary :all: \
     "$speex_pin" 2>/dev/null ||
     say "no $speex_pin wheel for this Python/CPU: wake.noise_suppression is unavailable"
+  install_gpio_backend "$venv"
+}
+
+# lgpio and spidev (see lgpio_pin). Never fatal: without them gpiozero falls back (no PWM, no
+# Pi 5, software SPI), the satellite still listens and `satellite check` names the fallback.
+install_gpio_backend() {
+  local venv=$1 log missing=() had_swig=0
+  log=$(mktemp)
+  if ! pip_quiet "$venv" "$log" --only-binary lgpio "$lgpio_pin"; then
+    say "no $lgpio_pin wheel for this Python/CPU: building it from its source (needs swig)"
+    ! is_installed swig || had_swig=1
+    # In a subshell: apt_install's "run as root" must not end a --dev install.
+    : > "$log"
+    if (apt_install swig) && PYPI=1 pip_quiet "$venv" "$log" --no-binary lgpio "$lgpio_pin"; then
+      [ "$had_swig" -eq 1 ] || record package swig
+    else
+      missing+=("lgpio ($(last_error_line "$log" || echo "no swig"))")
+    fi
+  fi
+  pip_quiet "$venv" "$log" "$spidev_pin" || missing+=("spidev ($(last_error_line "$log"))")
+  rm -f "$log"
+  [ ${#missing[@]} -eq 0 ] || say "warning: not in $venv: $(printf '%s; ' "${missing[@]}")the" \
+    "LEDs and button will fall back (no PWM, no Pi 5, software SPI); on a non-Pi that is fine"
+}
+
+last_error_line() {
+  grep -i 'error' "$1" | tail -n 1 | grep .
+}
+
+# pip install, its output in LOG (kept for the one line a failure reports).
+pip_quiet() {
+  local venv=$1 log=$2
+  shift 2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" > "$log" 2>&1
 }
 
 install_dev() {
@@ -412,54 +662,90 @@ install_dev() {
   "$here/.venv/bin/satellite" models install --dir "${SATELLITE_MODELS_DIR:-$here/.cache/models}"
 }
 
-# Users and groups from the sysusers.d file; groups it creates are recorded for --purge.
+# Users and groups from the sysusers.d file (the groups it creates were recorded before).
 apply_sysusers() {
-  local group
-  for group in audio gpio spi; do
-    getent group "$group" >/dev/null || record group "$group"
-  done
   systemd-sysusers "$sysusers_path"
   systemd-tmpfiles --create "$tmpfiles_path"
 }
 
+# The venv with the satellite and its GPIO backend, then the models.
+install_software() {
+  make_venv "$venv_dir" "$here"
+  "$venv_dir/bin/satellite" models install --dir "$models_dir"
+}
+
 install_pi() {
-  local packages=("${apt_packages[@]}") unit=satellite@$room.service before
+  local packages=("${apt_packages[@]}") unit=satellite@$room.service before changed=0
   [ "$(id -u)" -eq 0 ] || die "run as root (sudo), or give --root DIR"
   [ -n "$broker" ] || packages+=(mosquitto)
   apt_install "${packages[@]}"
   [ -n "$broker" ] || systemctl enable --now mosquitto.service
   install_tree
   # Recorded before the slow steps, so an interrupted install can still be uninstalled.
-  record dir "$venv_dir"
   record unit "$unit"
   write_manifest "$(read_manifest)" "${manifest[@]}"
   apply_sysusers
   before=$(venv_fingerprint)
-  make_venv "$venv_dir" "$here"
-  "$venv_dir/bin/satellite" models install --dir "$models_dir"
-  systemctl daemon-reload
-  systemctl enable --now "$unit"
-  if [ "$unit_replaced" -eq 1 ] || [ "$before" != "$(venv_fingerprint)" ]; then
-    systemctl restart "$unit"
+  install_software
+  write_manifest "$(read_manifest)" "${manifest[@]}"   # what the slow steps added (swig)
+  if [ "$unit_replaced" -eq 1 ] || [ "$config_changed" -eq 1 ] ||
+    [ "$before" != "$(venv_fingerprint)" ]; then
+    changed=1
   fi
+  systemctl daemon-reload
+  start_service "$unit" "$changed"
   report
-  say "$unit is running: journalctl -u $unit -f"
+  service_summary "$unit" "$conf_dir/$room.toml"
 }
 
-# Changes when pip installed other code into the venv (then a running daemon is restarted):
-# other distributions, or other bytes in the satellite package (pip reinstalls it every time).
-venv_fingerprint() {
-  [ -x "$venv_dir/bin/python" ] || return 0
-  {
-    "$venv_dir/bin/python" -m pip freeze --all --disable-pip-version-check || true
-    find "$venv_dir"/lib/python3*/site-packages/satellite -type f -name '*.py' -exec sha256sum {} + |
-      LC_ALL=C sort || true
-  } 2>/dev/null | sha256sum
+# One start on a first install; on a re-run a restart only when the unit, the venv's code or
+# the config changed. systemctl's own "Job ... failed" is not shown: service_summary says why.
+start_service() {
+  local unit=$1 changed=$2
+  systemctl enable --quiet "$unit" || say "warning: could not enable $unit: it will not start at boot"
+  if ! systemctl is-active --quiet "$unit"; then
+    say "starting $unit (it loads the models first)"
+    systemctl start "$unit" 2>/dev/null || true
+  elif [ "$changed" -eq 1 ]; then
+    say "restarting $unit: new code, unit or config"
+    systemctl restart "$unit" 2>/dev/null || true
+  else
+    say "$unit is running and nothing changed: not restarted"
+  fi
+}
+
+# The install's last line, whatever the service did: listening, or what is wrong and what to run.
+# Type=notify: start/restart returned once the daemon said READY=1 (or failed).
+service_summary() {
+  local unit=$1 conf=$2 state status
+  state=$(systemctl show -p ActiveState --value "$unit" 2>/dev/null) || state=unknown
+  status=$(systemctl show -p StatusText --value "$unit" 2>/dev/null) || status=""
+  if [ "$state" = active ] && [[ $status != *FAULT* ]]; then
+    say "${unit%.service} is listening${status:+: $status}"
+    return 0
+  fi
+  if [ "$state" = active ]; then
+    say "${unit%.service} runs but is not listening: $status; run: satellite check --config $conf"
+  else
+    say "${unit%.service} failed: $(last_error "$unit" "$state"); run: satellite check --config $conf"
+  fi
+  return 1
+}
+
+# The daemon's own last line in the journal, from its last run (usually the error it died of).
+last_error() {
+  local id match line
+  id=$(systemctl show -p InvocationID --value "$1" 2>/dev/null) || id=""
+  match=${id:+_SYSTEMD_INVOCATION_ID=$id}
+  journalctl --sync 2>/dev/null || true
+  line=$(journalctl --no-pager -q -o cat -n 1 "${match:-_SYSTEMD_UNIT=$1}" 2>/dev/null) || line=""
+  printf '%s\n' "${line:-it is $2 and logged nothing}"
 }
 
 install_root() {
   local out
   install_tree
+  note_new_dirs /etc/systemd/system/multi-user.target.wants/satellite@.service
   out=$(systemctl --root="${root:-/}" --quiet enable "satellite@$room.service" 2>&1) ||
     die "systemctl --root=${root:-/} enable satellite@$room.service: $out"
   record unit "satellite@$room.service"
@@ -490,19 +776,46 @@ uninstall() {
   while read -r kind path; do
     case "$kind" in
       file) rm -f "$(at "$path")" ;;
+      link) [ ! -L "$(at "$path")" ] || rm -f "$(at "$path")" ;;
       dir) rm -rf "$(at "$path")" ;;
       block) remove_block "$path" ;;
-      config|purge-dir|user|group) keep+=("$kind $path") ;;
+      config|purge-dir|user|group|package|rmdir) keep+=("$kind $path") ;;
     esac
   done <<< "$entries"
   [ "$offline" -eq 1 ] || systemctl daemon-reload
   if [ "$purge" -eq 1 ]; then
     purge_entries "${keep[@]}"
+    remove_empty_dirs "${keep[@]}" > /dev/null
     say "uninstalled and purged"
   else
+    mapfile -t keep < <(remove_empty_dirs "${keep[@]}")
     write_manifest "${keep[@]}"
     say "uninstalled; kept $conf_dir and $state_dir (--uninstall --purge removes them)"
   fi
+  say_kept "${keep[@]}"
+}
+
+# The directories install.sh created, deepest first, where they are empty now; prints the
+# entries to keep (the rest, for a later --purge).
+remove_empty_dirs() {
+  local entry kind path
+  for entry in "$@"; do
+    read -r kind path <<< "$entry"
+    [ "$kind" = rmdir ] || printf '%s\n' "$entry"
+  done
+  printf '%s\n' "$@" | sed -n 's/^rmdir //p' | LC_ALL=C sort -r | while read -r path; do
+    rmdir "$(at "$path")" 2>/dev/null || [ ! -d "$(at "$path")" ] || printf 'rmdir %s\n' "$path"
+  done
+}
+
+# What an uninstall leaves on purpose, so nobody has to guess.
+say_kept() {
+  local entry kind path packages=()
+  for entry in "$@"; do
+    read -r kind path <<< "$entry"
+    [ "$kind" != package ] || packages+=("$path")
+  done
+  say "kept on purpose: mosquitto (the broker; other satellites and the gateway may use it) and the apt packages install.sh needed${packages[*]:+ (it installed: ${packages[*]})}; remove them with apt-get if nothing else needs them"
 }
 
 disable_unit() {
@@ -532,13 +845,23 @@ purge_entries() {
       purge-dir) rm -rf "$(at "$path")" ;;
     esac
   done
+  # The user first: a group cannot go while it is a user's primary group.
   for entry in "$@"; do
     read -r kind path <<< "$entry"
-    case "$kind" in
-      user) remove_user "$path" ;;
-      group) [ "$offline" -eq 1 ] || ! getent group "$path" >/dev/null || groupdel "$path" ;;
-    esac
+    [ "$kind" != user ] || remove_user "$path"
   done
+  for entry in "$@"; do
+    read -r kind path <<< "$entry"
+    [ "$kind" != group ] || remove_group "$path"
+  done
+}
+
+remove_group() {
+  if [ "$offline" -eq 0 ]; then
+    ! getent group "$1" >/dev/null || groupdel "$1"
+  elif grep -q "^$1:" "$(at /etc/group)" 2>/dev/null; then
+    groupdel --root "${root:-/}" "$1"
+  fi
 }
 
 remove_user() {
@@ -549,13 +872,32 @@ remove_user() {
   fi
 }
 
-main() {
-  parse_args "$@"
-  case "$mode" in
-    dev) install_dev ;;
-    uninstall) uninstall ;;
-    pi) if [ "$offline" -eq 1 ]; then install_root; else install_pi; fi ;;
+# --- the machine ---------------------------------------------------------------------------
+
+# The userland's architecture, not the kernel's: 32-bit Raspberry Pi OS runs an aarch64 kernel
+# under an armhf userland on a Pi 4. A function of dpkg and uname, so a test can fake them.
+userland_arch() {
+  dpkg --print-architecture 2>/dev/null || uname -m
+}
+
+# Before any apt or pip: onnxruntime (the wake word) has no wheel for 32-bit ARM.
+check_arch() {
+  local arch
+  arch=$(userland_arch)
+  case "$arch" in
+    armhf|armel|arm|armv6l|armv7l|i386|i686)
+      die "this is a 32-bit OS ($arch): the satellite needs a 64-bit one (Raspberry Pi OS 64-bit or Debian arm64, on a Pi 3, 4, 5 or Zero 2 W); onnxruntime, which runs the wake word, has no 32-bit ARM build" ;;
   esac
 }
 
-main "$@"
+main() {
+  parse_args "$@"
+  case "$mode" in
+    dev) check_arch; install_dev ;;
+    uninstall) uninstall ;;
+    pi) if [ "$offline" -eq 1 ]; then install_root; else check_arch; install_pi; fi ;;
+  esac
+}
+
+# tests/test_install.py sources this file to run single functions against fake commands.
+[ "${BASH_SOURCE[0]}" != "$0" ] || main "$@"

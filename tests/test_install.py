@@ -18,6 +18,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from satellite.config import default_satellite_id, load_settings
 from satellite.leds.hats import SYSTEM_HATS_DIR, load_hat
 from tests.support.broker import Broker
+from tests.support.systemd_container import DebianRoot, SystemdContainer, unavailable_reason
+from tests.support.unit_install import (
+    add_user,
+    install_standin,
+    install_unit,
+    write_room_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "install.sh"
@@ -94,10 +101,13 @@ def test_root_install_lays_down_the_tree(salon: Path) -> None:
         "etc/sysusers.d/satellite.conf",
         "etc/tmpfiles.d/satellite.conf",
         "opt/satellite/README.md",
+        "usr/local/bin/satellite",
         *(f"usr/share/satellite/hats/{hat}.toml" for hat in HATS if hat != "none"),
         "var/lib/satellite/install-manifest",
     }
     assert (salon / "var/lib/satellite/models").is_dir()
+    # On every user's PATH, pointing where the Pi install puts the venv.
+    assert os.readlink(salon / "usr/local/bin/satellite") == "/opt/satellite/bin/satellite"
     unit = salon / "etc/systemd/system/satellite@.service"
     assert unit.read_bytes() == (ROOT / "systemd/satellite@.service").read_bytes()
     wants = salon / "etc/systemd/system/multi-user.target.wants/satellite@salon.service"
@@ -146,9 +156,11 @@ def test_root_install_appends_the_hat_lines_to_config_txt_once(salon: Path) -> N
 
 
 def test_root_install_records_what_it_installed(salon: Path) -> None:
-    assert manifest(salon) == [
+    # The image has no /etc/group: sysusers.d will create all three groups at first boot.
+    assert [line for line in manifest(salon) if not line.startswith("rmdir ")] == [
         "block /boot/firmware/config.txt",
         "config /etc/satellite/salon.toml",
+        "dir /opt/satellite",
         "dir /var/lib/satellite/models",
         "file /etc/alsa/conf.d/60-satellite.conf",
         "file /etc/systemd/system/satellite@.service",
@@ -156,11 +168,26 @@ def test_root_install_records_what_it_installed(salon: Path) -> None:
         "file /etc/tmpfiles.d/satellite.conf",
         "file /opt/satellite/README.md",
         *(f"file /usr/share/satellite/hats/{hat}.toml" for hat in HATS if hat != "none"),
+        "group audio",
+        "group gpio",
+        "group spi",
+        "link /usr/local/bin/satellite",
         "purge-dir /etc/satellite",
         "purge-dir /var/lib/satellite",
         "unit satellite@salon.service",
         "user satellite",
     ]
+    # The directories it made; /boot/firmware was there.
+    made = {line.split(" ", 1)[1] for line in manifest(salon) if line.startswith("rmdir ")}
+    assert {"/usr/share/satellite", "/usr/share/satellite/hats", "/usr/local/bin"} <= made
+    assert not {"/boot", "/boot/firmware"} & made
+
+
+def test_groups_the_image_has_are_not_recorded(image: Path) -> None:
+    (image / "etc").mkdir()
+    (image / "etc/group").write_text("root:x:0:\naudio:x:29:\ngpio:x:997:\n")
+    install_ok("--root", image, "--room", "salon")
+    assert [line for line in manifest(image) if line.startswith("group ")] == ["group spi"]
 
 
 def _ids(path: Path) -> dict[str, list[str]]:
@@ -210,6 +237,71 @@ def test_existing_config_is_never_overwritten(salon: Path) -> None:
     assert "keeping /etc/satellite/salon.toml" in out
 
 
+def test_options_on_an_existing_room_list_the_keys_that_differ(image: Path) -> None:
+    install_ok("--root", image, "--room", "salon")
+    config = image / "etc/satellite/salon.toml"
+    before = config.read_bytes()
+    out = install_ok(
+        "--root", image, "--room", "salon", "--hat", "respeaker-2mic", "--broker", "mqtt://10.0.0.5"
+    )
+    assert config.read_bytes() == before
+    assert "keeping /etc/satellite/salon.toml; these keys differ" in out
+    assert '    leds.hat: "none" -> "respeaker-2mic"\n' in out
+    assert '    audio.device: "default" -> "satellite_mic"\n' in out
+    assert '    mqtt.host: "127.0.0.1" -> "10.0.0.5"\n' in out
+    assert "mqtt.port" not in out and "mqtt.tls" not in out  # the same as before
+    assert "--update-config" in out
+
+
+def test_update_config_rewrites_only_those_keys(image: Path) -> None:
+    install_ok("--root", image, "--room", "salon")
+    config = image / "etc/satellite/salon.toml"
+    mine = config.read_text().replace("threshold = 0.4", "threshold = 0.55   # mine")
+    config.write_text(mine + "# my last line\n")
+    out = install_ok(
+        "--root",
+        image,
+        "--room",
+        "salon",
+        "--hat",
+        "respeaker-2mic",
+        "--broker",
+        "mqtts://satellite-salon@broker.lan",
+        "--update-config",
+    )
+    assert "updated /etc/satellite/salon.toml" in out
+    settings = load_settings(config)
+    assert (settings.leds.hat, settings.audio.device) == ("respeaker-2mic", "satellite_mic")
+    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.tls) == ("broker.lan", 8883, True)
+    assert settings.mqtt.username == "satellite-salon"
+    assert settings.wake.threshold == 0.55
+    # Line by line: every other line, comments included, is where it was.
+    # (The template's commented-out "# username = ..." lines became the settings.)
+    changed = {"hat", "device", "host", "port", "tls", "username", "password_file"}
+
+    def others(text: str) -> list[str]:
+        return [
+            line for line in text.splitlines() if line.lstrip("# ").split(" = ")[0] not in changed
+        ]
+
+    assert others(config.read_text()) == [*others(mine), "# my last line"]
+    assert config.stat().st_mode & 0o777 == 0o640
+    again = install_ok("--root", image, "--room", "salon", "--hat", "respeaker-2mic")
+    assert "it already has what --hat respeaker-2mic would set" in again
+
+
+def test_a_rerun_without_hat_keeps_the_configs_hat(salon: Path) -> None:
+    before = tree_digest(salon)
+    out = install_ok("--root", salon, "--room", "salon")
+    assert "HAT respeaker-2mic, from /etc/satellite/salon.toml" in out
+    assert tree_digest(salon) == before
+
+
+def test_update_config_needs_room(tmp_path: Path) -> None:
+    done = run_install("--root", tmp_path, "--uninstall", "--update-config")
+    assert done.returncode == 2 and "--update-config goes with --room" in done.stderr
+
+
 def test_changing_the_hat_replaces_its_files(salon: Path) -> None:
     install_ok("--root", salon, "--room", "salon", "--hat", "none")
     assert not (salon / "etc/alsa/conf.d/60-satellite.conf").exists()
@@ -231,10 +323,37 @@ def test_uninstall_removes_what_it_installed_and_keeps_the_config(salon: Path) -
 
 
 def test_uninstall_purge_removes_the_config_too(salon: Path) -> None:
-    install_ok("--root", salon, "--uninstall", "--purge")
+    out = install_ok("--root", salon, "--uninstall", "--purge")
     assert files_in(salon) == {"boot/firmware/config.txt"}
     assert not (salon / "etc/satellite").exists()
     assert not (salon / "var/lib/satellite").exists()
+    assert "kept on purpose: mosquitto" in out and "apt packages" in out
+
+
+def test_uninstall_purge_leaves_no_directory_either(salon: Path) -> None:
+    # Every directory install.sh made goes too (empty /usr/share/satellite/hats/ included);
+    # /boot/firmware was the image's.
+    install_ok("--root", salon, "--uninstall", "--purge")
+    left = {str(path.relative_to(salon)) for path in salon.rglob("*")}
+    assert left == {"boot", "boot/firmware", "boot/firmware/config.txt"}
+
+
+def test_uninstall_says_what_it_keeps(salon: Path) -> None:
+    out = install_ok("--root", salon, "--uninstall")
+    assert "kept /etc/satellite and /var/lib/satellite" in out
+    assert "kept on purpose: mosquitto" in out and "apt packages" in out
+    assert not (salon / "usr/local/bin/satellite").is_symlink()
+    assert not (salon / "usr/share/satellite").exists()
+
+
+def test_someone_elses_satellite_command_is_left_alone(image: Path) -> None:
+    mine = image / "usr/local/bin/satellite"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("#!/bin/sh\n")
+    out = install_ok("--root", image, "--room", "salon")
+    assert "/usr/local/bin/satellite exists and is not install.sh's" in out
+    install_ok("--root", image, "--uninstall", "--purge")
+    assert mine.read_text() == "#!/bin/sh\n"
 
 
 def test_purge_after_uninstall_still_finds_the_config(salon: Path) -> None:
@@ -357,9 +476,10 @@ def test_asound_snippet_defines_satellite_mic(tmp_path: Path, path: Path) -> Non
     assert f"Cannot get card index for {card}" in opened.stderr, opened.stderr
 
 
-def test_install_sh_is_shellcheck_clean() -> None:
+@pytest.mark.parametrize("script", [INSTALL, ROOT / "tests/arm64/run.sh"], ids=lambda p: p.name)
+def test_scripts_are_shellcheck_clean(script: Path) -> None:
     done = subprocess.run(
-        ["shellcheck", str(INSTALL)], capture_output=True, text=True, timeout=60, check=False
+        ["shellcheck", str(script)], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -469,3 +589,296 @@ def test_acl_example_lets_the_salon_satellite_read_only_its_room(
     marker = f"{SALON}/satellite/pi-salon/command"
     gateway.publish(sorted(allowed | denied), marker)
     assert salon.received_until(marker) == allowed
+
+
+# --- a Pi install, with the live system's commands faked ----------------------------------------
+# install.sh is sourced and install_pi runs with root= pointing into tmp_path (so every file
+# lands there), the slow or host-changing steps replaced by shell functions, and systemctl,
+# journalctl and groupdel replaced by scripts that record their calls in $FAKE/calls.
+
+FAKE_SYSTEMCTL = r"""#!/bin/bash
+# systemctl for one notify unit: its state in $FAKE/state, its STATUS= in $FAKE/status.
+echo "systemctl $*" >> "$FAKE/calls"
+case "$1" in
+  is-active) [ "$(cat "$FAKE/state" 2>/dev/null)" = active ] ;;
+  start|restart)
+    if [ -e "$FAKE/start-fails" ]; then
+      echo failed > "$FAKE/state"
+      echo "Job for $2 failed because the control process exited with error code." >&2
+      exit 1
+    fi
+    echo active > "$FAKE/state" ;;
+  show)
+    case "$3" in
+      ActiveState) cat "$FAKE/state" 2>/dev/null || echo inactive ;;
+      StatusText) cat "$FAKE/status" 2>/dev/null || true ;;
+      InvocationID) echo 5f0c ;;
+    esac ;;
+esac
+"""
+FAKE_JOURNALCTL = """#!/bin/bash
+echo "journalctl $*" >> "$FAKE/calls"
+case "$*" in *_SYSTEMD_INVOCATION_ID=5f0c*) tail -n 1 "$FAKE/journal" 2>/dev/null ;; esac
+"""
+FAKE_RECORDER = """#!/bin/bash
+echo "$(basename "$0") $*" >> "$FAKE/calls"
+"""
+# The host's own groups are in $FAKE/groups; the "venv" is $FAKE/venv, installed from $FAKE/code.
+SOURCED_PI = """
+source "$INSTALL"
+id() { if [ "$1" = -u ]; then echo 0; else command id "$@"; fi; }
+getent() { [ "$1" = group ] && grep -qx "$2" "$FAKE/groups"; }
+apt_install() { :; }
+apply_sysusers() { printf '%s\\n' gpio spi >> "$FAKE/groups"; }
+install_software() { cat "$FAKE/code" > "$FAKE/venv"; }
+venv_fingerprint() { cat "$FAKE/venv" 2>/dev/null || true; }
+parse_args "$@"
+root=$FAKE/root
+"""
+LISTENING = "room salon; mic 'satellite_mic' at 16000 Hz; broker 127.0.0.1:1883 connected"
+
+
+class FakePi:
+    """A fake live system in a directory: run install.sh functions on it, read their calls."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.root = path / "root"
+        bin_dir = path / "bin"
+        bin_dir.mkdir(parents=True)
+        for name, text in {
+            "systemctl": FAKE_SYSTEMCTL,
+            "journalctl": FAKE_JOURNALCTL,
+            "groupdel": FAKE_RECORDER,
+        }.items():
+            (bin_dir / name).write_text(text)
+            (bin_dir / name).chmod(0o755)
+        self.env = {
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FAKE": str(path),
+            "INSTALL": str(INSTALL),
+        }
+        self.write("groups", "root\naudio\n")
+        self.write("code", "v1\n")
+        self.write("status", LISTENING + "\n")
+
+    def write(self, name: str, text: str) -> None:
+        (self.path / name).write_text(text)
+
+    def run(self, call: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Source install.sh with the fakes, parse ARGS, then run `call`; the calls are reset."""
+        (self.path / "calls").write_text("")
+        return subprocess.run(
+            ["bash", "-c", SOURCED_PI + call, "install.sh", *args],
+            env=self.env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def install(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.run("install_pi", "--room", "salon", "--hat", "respeaker-2mic", *args)
+
+    def calls(self, *words: str) -> list[str]:
+        """The recorded calls whose first argument is one of `words`."""
+        lines = (self.path / "calls").read_text().splitlines()
+        return [line for line in lines if line.split()[1] in words]
+
+
+@pytest.fixture
+def pi(tmp_path: Path) -> FakePi:
+    return FakePi(tmp_path / "pi")
+
+
+def last_line(done: subprocess.CompletedProcess[str]) -> str:
+    return done.stdout.splitlines()[-1]
+
+
+def test_first_install_starts_the_service_once(pi: FakePi) -> None:
+    done = pi.install()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert pi.calls("start", "restart") == ["systemctl start satellite@salon.service"]
+    assert "systemctl enable --quiet satellite@salon.service" in pi.calls("enable")
+    assert last_line(done) == f"install.sh: satellite@salon is listening: {LISTENING}"
+
+
+def test_rerun_restarts_only_when_something_changed(pi: FakePi) -> None:
+    pi.install()
+    same = pi.install()
+    assert pi.calls("start", "restart") == []
+    assert "nothing changed: not restarted" in same.stdout
+    pi.write("code", "v2\n")  # pip put other code into the venv
+    pi.install()
+    assert pi.calls("start", "restart") == ["systemctl restart satellite@salon.service"]
+    pi.install("--broker", "mqtt://10.0.0.5", "--update-config")
+    assert pi.calls("start", "restart") == ["systemctl restart satellite@salon.service"]
+    pi.install("--broker", "mqtt://10.0.0.5")
+    assert pi.calls("start", "restart") == []
+
+
+def test_a_failed_start_ends_with_the_error_and_the_check_command(pi: FakePi) -> None:
+    pi.write("start-fails", "")
+    pi.write("journal", "starting\nconfig error: leds: cannot open the apa102 LEDs: no SPI\n")
+    done = pi.install()
+    assert done.returncode == 1
+    assert last_line(done) == (
+        "install.sh: satellite@salon failed: config error: leds: cannot open the apa102 LEDs:"
+        " no SPI; run: satellite check --config /etc/satellite/salon.toml"
+    )
+    assert "Job for" not in done.stdout + done.stderr
+
+
+def test_a_fault_in_the_status_is_not_called_listening(pi: FakePi) -> None:
+    status = "room salon; mic 'satellite_mic' FAULT (no such device); broker 127.0.0.1:1883"
+    pi.write("status", status + "\n")
+    done = pi.install()
+    assert done.returncode == 1
+    assert last_line(done) == (
+        f"install.sh: satellite@salon runs but is not listening: {status};"
+        " run: satellite check --config /etc/satellite/salon.toml"
+    )
+
+
+def test_purge_removes_the_groups_it_created_and_nothing_else(pi: FakePi) -> None:
+    pi.install()
+    recorded = (pi.root / "var/lib/satellite/install-manifest").read_text().splitlines()
+    assert [line for line in recorded if line.startswith("group ")] == ["group gpio", "group spi"]
+    done = pi.run("uninstall", "--uninstall", "--purge")
+    assert done.returncode == 0, done.stderr
+    assert pi.calls("gpio", "spi", "audio") == ["groupdel gpio", "groupdel spi"]
+    assert "systemctl disable --now satellite@salon.service" in pi.calls("disable")
+    assert list(pi.root.rglob("*")) == []  # every file and directory it made is gone
+    assert "kept on purpose: mosquitto" in done.stdout
+
+
+# --- the same functions against a real systemd ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def standin_systemd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdContainer]:
+    """A booted systemd with the real unit running the sd_notify stand-in, and install.sh."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"cannot boot systemd in namespaces on this machine: {reason}")
+
+    def prepare(container: SystemdContainer) -> None:
+        install_unit(container)
+        install_standin(container)
+        container.copy_in(INSTALL, "/opt/install.sh", mode=0o755)
+
+    parent = tmp_path_factory.getbasetemp()
+    with (
+        DebianRoot(parent=parent) as root,
+        SystemdContainer(root.path, prepare=prepare, parent=parent) as container,
+    ):
+        add_user(container)
+        yield container
+
+
+def start_and_summarise(container: SystemdContainer, room: str, standin: str) -> list[str]:
+    """install.sh's start_service and service_summary on satellite@ROOM; its output lines."""
+    write_room_config(container, room, f'room_id = "{room}"\n[standin]\n{standin}\n')
+    unit = f"satellite@{room}.service"
+    script = (
+        f"source /opt/install.sh; start_service {unit} 0;"
+        f" service_summary {unit} /etc/satellite/{room}.toml"
+    )
+    done = container.run("bash", "-c", script, check=False, timeout=60)
+    return (done.stdout + done.stderr).splitlines()
+
+
+@pytest.mark.integration
+@pytest.mark.root
+def test_summary_under_real_systemd_says_listening(standin_systemd: SystemdContainer) -> None:
+    lines = start_and_summarise(standin_systemd, "good", "ready_delay_s = 0.5")
+    assert lines == [
+        "install.sh: starting satellite@good.service (it loads the models first)",
+        "install.sh: satellite@good is listening: room good: listening",
+    ]
+
+
+@pytest.mark.integration
+@pytest.mark.root
+def test_summary_under_real_systemd_names_the_error(standin_systemd: SystemdContainer) -> None:
+    # The daemon exits 78 before READY=1: systemctl start fails with "Job ... failed".
+    lines = start_and_summarise(standin_systemd, "broken", "exit_status = 78")
+    assert lines[-1] == (
+        "install.sh: satellite@broken failed: standin: /etc/satellite/broken.toml: configuration"
+        " error; run: satellite check --config /etc/satellite/broken.toml"
+    )
+    assert not any("Job for" in line for line in lines)
+
+
+# --- a 32-bit OS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lone_install(tmp_path: Path) -> Path:
+    """install.sh and firmware-config alone in a directory: no .venv beside it to touch."""
+    shutil.copy(INSTALL, tmp_path / "install.sh")
+    shutil.copytree(FIRMWARE, tmp_path / "firmware-config")
+    return tmp_path / "install.sh"
+
+
+def fake_machine(tmp_path: Path, dpkg_arch: str | None, uname_m: str) -> dict[str, str]:
+    """PATH with dpkg/uname saying this machine's architecture; apt and python only record."""
+    bin_dir = tmp_path / "machine-bin"
+    bin_dir.mkdir()
+    dpkg = f"echo {dpkg_arch}" if dpkg_arch else "exit 1"
+    scripts = {
+        "dpkg": f'[ "$1" = --print-architecture ] && {dpkg}',
+        "uname": f'[ "$1" = -m ] && echo {uname_m}',
+        **{name: f'echo "{name} $*" >> "$FAKE/calls"' for name in RECORDED},
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "calls").write_text("")
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE": str(tmp_path)}
+
+
+RECORDED = ("apt-get", "dpkg-query", "python3", "pip", "systemctl")
+
+
+@pytest.mark.parametrize("args", [("--room", "salon"), ("--dev",)], ids=["pi", "dev"])
+def test_a_32_bit_os_stops_before_apt_and_pip(
+    tmp_path: Path, lone_install: Path, args: tuple[str, ...]
+) -> None:
+    # Raspberry Pi OS 32-bit on a Pi 4: an aarch64 kernel, an armhf userland.
+    env = fake_machine(tmp_path, "armhf", "aarch64")
+    done = subprocess.run(
+        [str(lone_install), *args], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "32-bit OS (armhf)" in done.stderr and "needs a 64-bit one" in done.stderr
+    assert (tmp_path / "calls").read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("dpkg_arch", "uname_m", "ok"),
+    [
+        ("arm64", "aarch64", True),
+        ("amd64", "x86_64", True),
+        ("armhf", "armv7l", False),
+        (None, "aarch64", True),  # no dpkg: the kernel's word
+        (None, "armv7l", False),
+        (None, "armv6l", False),
+    ],
+)
+def test_the_architecture_check(
+    tmp_path: Path, dpkg_arch: str | None, uname_m: str, ok: bool
+) -> None:
+    env = fake_machine(tmp_path, dpkg_arch, uname_m)
+    done = subprocess.run(
+        ["bash", "-c", f"source {INSTALL}; check_arch"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (done.returncode == 0) == ok, done.stderr

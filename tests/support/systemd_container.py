@@ -44,6 +44,12 @@ ROOT_PACKAGES = (
 # Bump when the tarball's making changes: /dev is left out (the container mounts its own, and
 # a root without device nodes unpacks without root, e.g. for `systemd-analyze --root`).
 FORMAT = "2"
+# How long building the root may take: debootstrap from the network on a slow machine, then
+# packing it. Tests that may build it (test_unit.py) take ROOT_BUILD_TIMEOUT_S as their limit.
+DEBOOTSTRAP_TIMEOUT_S = 900
+PACK_TIMEOUT_S = 300
+UNPACK_TIMEOUT_S = 120
+ROOT_BUILD_TIMEOUT_S = DEBOOTSTRAP_TIMEOUT_S + PACK_TIMEOUT_S + UNPACK_TIMEOUT_S
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BOUNDING_SET_DROP = "-sys_module,-sys_time,-sys_rawio,-syslog,-sys_boot"
 NO_CORE_DUMPS = "[Manager]\nDefaultLimitCORE=0\n"
@@ -155,29 +161,57 @@ def root_tarball(directory: Path | None = None) -> Path:
     return tarball
 
 
-def _build_tarball(tarball: Path) -> None:
+def _build_tarball(tarball: Path, *, timeout: float = DEBOOTSTRAP_TIMEOUT_S) -> None:
     if not shutil.which("debootstrap"):
         raise ContainerError("debootstrap is missing: apt-get install debootstrap")
     with tempfile.TemporaryDirectory(prefix="debootstrap-", dir=tarball.parent) as tmp:
         target = Path(tmp) / "root"
-        command = [
-            "debootstrap",
-            "--variant=minbase",
-            "--include=" + ",".join(ROOT_PACKAGES),
-            SUITE,
-            str(target),
-            debian_mirror(),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-        if done.returncode != 0:
-            raise ContainerError(f"debootstrap failed:\n{done.stdout[-3000:]}{done.stderr}")
-        partial = Path(tmp) / tarball.name
-        pack = (
-            f"tar -C {target} --exclude=./var/cache/apt/archives/*.deb --exclude=./dev/* -cf - . "
-            f"| zstd -q -T0 -o {partial}"
-        )
-        subprocess.run(["sh", "-c", pack], check=True, timeout=300)
-        partial.rename(tarball)
+        try:
+            _debootstrap(target, timeout)
+            partial = Path(tmp) / tarball.name
+            pack = (
+                f"tar -C {target} --one-file-system --exclude=./var/cache/apt/archives/*.deb "
+                f"--exclude=./dev/* -cf - . | zstd -q -T0 -o {partial}"
+            )
+            subprocess.run(["sh", "-c", pack], check=True, timeout=PACK_TIMEOUT_S)
+            partial.rename(tarball)
+        finally:
+            # Before the temp dir is removed: never rmtree into a mounted /proc or /sys.
+            unmount_under(target)
+
+
+def _debootstrap(target: Path, timeout: float) -> None:
+    # debootstrap mounts /proc and /sys in the target and unmounts them only if it ends by
+    # itself. In its own mount and pid namespaces (root only: it needs root anyway), killed on
+    # a timeout, it and its children die together and take their mounts along.
+    command = [
+        "debootstrap",
+        "--variant=minbase",
+        "--include=" + ",".join(ROOT_PACKAGES),
+        SUITE,
+        str(target),
+        debian_mirror(),
+    ]
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        private = ["--mount", "--pid", "--fork", "--kill-child", "--propagation", "private"]
+        command = ["unshare", *private, *command]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ContainerError(f"debootstrap took longer than {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        raise ContainerError(f"debootstrap failed:\n{done.stdout[-3000:]}{done.stderr}")
+
+
+def unmount_under(path: Path) -> list[str]:
+    """Lazily unmount everything mounted at or below `path`, deepest first; what it unmounted."""
+    prefix = str(path)
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        points = [line.split()[1].replace("\\040", " ") for line in mounts]
+    inside = [p for p in points if p == prefix or p.startswith(prefix + "/")]
+    for point in sorted(set(inside), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=30, check=False)
+    return inside
 
 
 class DebianRoot:
@@ -189,7 +223,7 @@ class DebianRoot:
         self.path.mkdir()
         tarball = tarball or root_tarball()
         unpack = f"zstd -q -d -c {tarball} | tar -C {self.path} -xf -"
-        subprocess.run(["sh", "-c", unpack], check=True, timeout=120)
+        subprocess.run(["sh", "-c", unpack], check=True, timeout=UNPACK_TIMEOUT_S)
 
     def close(self) -> None:
         """Remove the unpacked root; idempotent."""
