@@ -238,7 +238,7 @@ _GPIO_FIX = (
 
 def check_leds(settings: Settings, *, step_s: float = LED_STEP_S) -> Result:
     """Every LED pattern shows briefly, then idle."""
-    from satellite.leds import build_leds, cycle_patterns, resolve_leds
+    from satellite.leds import backend_of, build_leds, cycle_patterns, resolve_leds
 
     try:
         if resolve_leds(settings.leds).driver == "none":
@@ -247,10 +247,15 @@ def check_leds(settings: Settings, *, step_s: float = LED_STEP_S) -> Result:
     except (ConfigError, AccessoryError) as exc:
         return failed("LEDs", str(exc), _GPIO_FIX)
     try:
+        backend = backend_of(animator.driver)
         shown = cycle_patterns(animator, step_s, lambda _name: None)
     finally:
         animator.close()
-    return passed("LEDs", f"hat {settings.leds.hat!r}: {len(shown)} patterns shown, then idle")
+    spi = f", SPI {backend.spi}" if backend.spi else ""
+    detail = f"hat {settings.leds.hat!r} on {backend.factory}{spi}: {len(shown)} patterns shown"
+    if backend.fallback is not None:
+        return failed("LEDs", detail, backend.fallback, factory=backend.factory, spi=backend.spi)
+    return passed("LEDs", detail + ", then idle", factory=backend.factory, spi=backend.spi)
 
 
 def check_button(settings: Settings) -> Result:

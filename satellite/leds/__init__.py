@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IDLE",
     "PATTERNS",
+    "Backend",
     "HatLeds",
     "HatProfile",
     "Indicator",
@@ -30,6 +32,7 @@ __all__ = [
     "LedDriver",
     "Pattern",
     "available_hats",
+    "backend_of",
     "build_indicator",
     "build_leds",
     "cycle_patterns",
@@ -94,6 +97,43 @@ def open_driver(leds: HatLeds, *, brightness: float = 1.0, pin_factory: Any = No
     except Exception as exc:  # gpiozero's, lgpio's and spidev's errors have no common root
         raise AccessoryError(f"leds: cannot open the {leds.driver} LEDs: {exc}") from exc
     return drivers.NullLeds()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How gpiozero reaches the LEDs: its pin factory and, for SPI LEDs, the SPI interface."""
+
+    factory: str  # gpiozero's pin factory class, e.g. LGPIOFactory
+    spi: str | None = None  # e.g. "hardware (LGPIOHardwareSPI)", or "software (...)"
+
+    @property
+    def fallback(self) -> str | None:
+        """What is slower or less able than on a set-up Pi, and how to fix it; None if nothing."""
+        if self.factory == "NativeFactory":
+            return (
+                "gpiozero fell back to its native pin factory (no PWM, no Pi 5): "
+                "install lgpio in the satellite's venv (re-run install.sh)"
+            )
+        if self.spi is not None and self.spi.startswith("software"):
+            return (
+                "APA102 LEDs on bit-banged software SPI: enable SPI (dtparam=spi=on, reboot) "
+                "and install spidev in the satellite's venv (re-run install.sh)"
+            )
+        return None
+
+
+def backend_of(driver: LedDriver) -> Backend:
+    """The pin factory (and SPI interface) an open driver uses."""
+    from gpiozero.pins.spi import SPISoftware
+
+    device = getattr(driver, "_led", driver)  # SingleLed/RgbLed wrap a gpiozero device
+    factory = getattr(device, "pin_factory", None)
+    spi = getattr(driver, "_spi", None)
+    spi_kind = None
+    if spi is not None:
+        kind = "software" if isinstance(spi, SPISoftware) else "hardware"
+        spi_kind = f"{kind} ({type(spi).__name__})"
+    return Backend("none" if factory is None else type(factory).__name__, spi_kind)
 
 
 def build_leds(settings: LedSettings, *, pin_factory: Any = None) -> LedAnimator:

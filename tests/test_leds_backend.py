@@ -1,0 +1,69 @@
+"""Which pin factory and SPI the LEDs run on, and the `satellite check` line that says so."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from satellite.check import check_leds
+from satellite.config import Settings
+from satellite.leds import Backend, backend_of
+from satellite.leds.drivers import Apa102Strip, SingleLed
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    mock = MockFactory(pin_class=MockPWMPin)
+    yield mock
+    mock.reset()
+
+
+@pytest.fixture
+def default_mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """gpiozero's default factory is the mock one, as `GPIOZERO_PIN_FACTORY=mock` makes it."""
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    monkeypatch.setenv("GPIOZERO_MOCK_PIN_CLASS", "mockpwmpin")
+    Device.pin_factory = None
+    yield
+    if Device.pin_factory is not None:
+        Device.pin_factory.close()
+    Device.pin_factory = None
+
+
+def test_a_gpio_led_names_its_factory_and_needs_no_spi(factory: MockFactory) -> None:
+    with SingleLed(27, pwm=True, pin_factory=factory) as led:
+        assert backend_of(led) == Backend("MockFactory", None)
+    assert Backend("MockFactory").fallback is None
+
+
+def test_apa102_on_software_spi_is_a_fallback(factory: MockFactory) -> None:
+    strip = Apa102Strip(3, pin_factory=factory)
+    try:
+        backend = backend_of(strip)
+    finally:
+        strip.close()
+    assert backend.spi == "software (MockSPIInterface)"
+    assert backend.fallback is not None and "dtparam=spi=on" in backend.fallback
+
+
+def test_native_factory_is_a_fallback_and_lgpio_is_not() -> None:
+    native = Backend("NativeFactory").fallback
+    assert native is not None and "install lgpio" in native
+    assert Backend("LGPIOFactory", "hardware (LGPIOHardwareSPI)").fallback is None
+
+
+def test_check_names_the_factory(default_mock: None) -> None:
+    settings = Settings(room_id="salon", leds={"hat": "gpio-led"})  # type: ignore[arg-type]
+    result = check_leds(settings, step_s=0.0)
+    assert result.ok, result
+    assert "on MockFactory" in result.detail
+
+
+def test_check_flags_software_spi_with_its_fix(default_mock: None) -> None:
+    settings = Settings(room_id="salon", leds={"hat": "respeaker-2mic"})  # type: ignore[arg-type]
+    result = check_leds(settings, step_s=0.0)
+    assert result.ok is False, result
+    assert "SPI software" in result.detail and result.fix and "spidev" in result.fix
