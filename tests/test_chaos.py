@@ -98,6 +98,7 @@ class Chaos:
         self.record = config.parent / "run" / "reload"
         self.reloads = 0
         self.restarts = 0
+        self.pauses = 0
 
     def hostile(self) -> None:
         # Published again while the satellite is subscribed, they arrive live (RETAIN 0): a
@@ -118,6 +119,7 @@ class Chaos:
         self.reloads += 1
 
     def pause_mic(self, seconds: float) -> None:
+        self.pauses += 1
         self.mic.pause_writing()
         time.sleep(seconds)  # how long the microphone stalls: a scheduled disturbance
         self.mic.resume_writing()
@@ -148,13 +150,8 @@ def test_chaos_every_final_is_delivered_in_order_and_nothing_sticks(
         "GPIOZERO_PIN_FACTORY": "mock",
         "RUNTIME_DIRECTORY": str(tmp_path / "run"),
     }
-    audio = np.concatenate(
-        [
-            part
-            for c in COMMANDS
-            for part in (speak(f"hey jarvis, {c}", cache_dir=speech_cache), GAP)
-        ]
-    )
+    warmup, *rest = (speak(f"hey jarvis, {c}", cache_dir=speech_cache) for c in COMMANDS)
+    audio = np.concatenate([part for spoken in rest for part in (spoken, GAP)])
     with broker:
         probe = Probe(
             broker.host, broker.port, f"{ROOM}/#", client_id="chaos-probe", persistent=True
@@ -166,66 +163,74 @@ def test_chaos_every_final_is_delivered_in_order_and_nothing_sticks(
             ) as sat:
                 chaos = Chaos(broker, fifo_mic, sat, config)
                 probe.wait_for(lambda m: m.topic == STATUS and as_json(m)["online"], 30)
-                pid, rss_start = sat.proc.pid, rss_mib(sat.proc.pid)
-                began = time.monotonic()
-                fifo_mic.feed(audio)
-                chaos.run(
-                    [
-                        (2.0, lambda: chaos.reload(wake={"threshold": 0.45})),
-                        (5.0, lambda: chaos.restart_broker(2.0)),
-                        (9.0, chaos.hostile),
-                        (11.0, lambda: chaos.pause_mic(1.0)),
-                        (14.0, lambda: chaos.reload(followup={"enabled": True})),
-                        (17.0, lambda: chaos.restart_broker(4.0)),
-                        (22.0, chaos.hostile),
-                        (24.0, lambda: chaos.reload(mqtt={"keepalive_s": 20})),
-                        (27.0, lambda: chaos.pause_mic(0.5)),
-                        (30.0, lambda: chaos.restart_broker(1.0)),
-                        (32.0, chaos.hostile),
-                        (35.0, chaos.reload),
-                    ]
-                )
-                fifo_mic.wait_fed(120)
-                wait_until(
-                    lambda: sat.log().count("final transcript:") >= len(COMMANDS),
-                    60,
-                    "a final for every command",
-                )
-                last = probe.wait_for(
-                    lambda m: (
-                        kind(m) == "transcript/final"
-                        and as_json(m)["text"] == COMMANDS[-1]
-                        and len(finals(probe)) >= len(COMMANDS)
-                    ),
-                    60,
-                )
-                assert last
-                # Nothing sticks: once the room is quiet the LEDs come back to idle within the
-                # ceiling, whatever the hostile retained states said.
-                # From the latest status so far: it may already say idle (then none follows).
-                quiet = max(i for i, m in enumerate(probe.received()) if m.topic == STATUS)
-                probe.wait_for(
-                    lambda m: m.topic == STATUS and as_json(m).get("led") == "idle",
-                    LED_CEILING_S + 10,
-                    start=quiet,
-                )
-                rss_end = rss_mib(pid)
+                # A first session in calm conditions: Vosk's decoder has its working memory
+                # then, so what follows measures the chaos, not the first decode.
+                fifo_mic.feed(np.concatenate([warmup, GAP]))
+                probe.wait_for(lambda m: kind(m) == "transcript/final", 30)
+                fifo_mic.wait_fed(30)
+                pid, began = sat.proc.pid, time.monotonic()
+                rss = [rss_mib(pid)]
+                for spoken in (1 + len(rest), 1 + 2 * len(rest)):  # finals made by the end
+                    fifo_mic.feed(audio)
+                    chaos.run(schedule(chaos))
+                    fifo_mic.wait_fed(120)
+                    wait_for_finals(sat, probe, spoken)
+                    check_leds_come_back(probe)
+                    rss.append(rss_mib(pid))
                 assert sat.proc.poll() is None and sat.proc.pid == pid, "the satellite restarted"
                 assert sat.stop() == 0
     log = sat.log()
     took = time.monotonic() - began
     delivered = finals(probe)
+    expected = [COMMANDS[0], *COMMANDS[1:], *COMMANDS[1:]]
     print(
-        f"chaos ({took:.0f} s): {len(COMMANDS)} spoken, {len(delivered)} finals delivered "
-        f"(in order); {chaos.restarts} broker restarts, {chaos.reloads} reloads, 2 mic pauses; "
-        f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB"
+        f"chaos, 2 rounds ({took:.0f} s): {len(expected)} spoken, {len(delivered)} finals "
+        f"delivered; {chaos.restarts} broker restarts, {chaos.reloads} reloads, "
+        f"{chaos.pauses} mic stalls; RSS after the first session, round 1, round 2: "
+        f"{rss[0]:.0f}, {rss[1]:.0f}, {rss[2]:.0f} MiB"
     )
-    assert [text for _, text in delivered] == COMMANDS
+    assert [text for _, text in delivered] == expected
     check_no_final_after_its_idle(probe)
     assert "Traceback" not in log
-    assert rss_end <= rss_start + 20
+    # Flat: the second round of the same chaos costs (almost) nothing more than the first.
+    assert rss[2] - rss[1] <= 10, rss
     status = [as_json(m) for m in probe.received() if m.topic == STATUS][-1]
     assert status["muted"] is False, "a retained mute command was obeyed"
+
+
+def schedule(chaos: Chaos) -> list[tuple[float, Callable[[], None]]]:
+    """One round of disturbances, in seconds from the round's start (its audio is ~28 s)."""
+    return [
+        (2.0, lambda: chaos.reload(wake={"threshold": 0.45})),
+        (5.0, lambda: chaos.restart_broker(2.0)),
+        (9.0, chaos.hostile),
+        (11.0, lambda: chaos.pause_mic(1.0)),
+        (14.0, lambda: chaos.reload(followup={"enabled": True})),
+        (17.0, lambda: chaos.restart_broker(4.0)),
+        (22.0, chaos.hostile),
+        (24.0, lambda: chaos.reload(mqtt={"keepalive_s": 20})),
+        (27.0, lambda: chaos.pause_mic(0.5)),
+        (30.0, lambda: chaos.restart_broker(1.0)),
+        (32.0, chaos.hostile),
+        (35.0, chaos.reload),
+    ]
+
+
+def wait_for_finals(sat: SatelliteProcess, probe: Probe, count: int) -> None:
+    """Until the satellite made `count` finals and the probe has them all."""
+    wait_until(lambda: sat.log().count("final transcript:") >= count, 60, f"{count} finals")
+    probe.wait_for(lambda m: kind(m) == "transcript/final" and len(finals(probe)) >= count, 60)
+
+
+def check_leds_come_back(probe: Probe) -> None:
+    """Nothing sticks: once the room is quiet the LEDs show idle within the ceiling, whatever
+    the hostile retained states said (from the latest status: it may already say idle)."""
+    quiet = max(i for i, m in enumerate(probe.received()) if m.topic == STATUS)
+    probe.wait_for(
+        lambda m: m.topic == STATUS and as_json(m).get("led") == "idle",
+        LED_CEILING_S + 10,
+        start=quiet,
+    )
 
 
 def finals(probe: Probe) -> list[tuple[str, str]]:
