@@ -302,3 +302,24 @@ def test_a_reload_to_leds_that_do_not_open_reports_them_and_keeps_listening(
             lambda m: m.topic == STATUS and "accessory_fault" not in as_json(m), 10, start=mark
         )
         assert running.sat.proc.poll() is None
+
+
+def test_reloads_that_replace_the_mqtt_link_keep_descriptors_threads_and_status(
+    running: Running, broker: Broker
+) -> None:
+    with Probe(broker.host, broker.port, f"{ROOM}/#") as probe:
+        probe.wait_for(lambda m: m.topic == STATUS and as_json(m)["online"], 15)
+        assert running.reload(mqtt={"keepalive_s": 20}).ok
+        rss0, fds0, threads0 = running.proc_figures()
+        for n in range(10):
+            done = running.reload(mqtt={"keepalive_s": 30 if n % 2 == 0 else 20})
+            assert done.ok and "link" in done.outcome, done
+        rss, fds, threads = running.proc_figures()
+        print(
+            f"10 reloads with a new MQTT link each: RSS {rss0:.1f} -> {rss:.1f} MiB, "
+            f"fds {fds0} -> {fds}, threads {threads0} -> {threads}"
+        )
+        assert (fds, threads) == (fds0, threads0)
+        assert rss <= rss0 + 15
+        assert all(s["online"] for s in statuses(probe)), "online: false during a reload"
+        assert running.sat.log().count(CONNECTED) == 12
