@@ -251,7 +251,12 @@ def check_leds(settings: Settings, *, step_s: float = LED_STEP_S) -> Result:
         shown = cycle_patterns(animator, step_s, lambda _name: None)
     finally:
         animator.close()
-    spi = f", SPI {backend.spi}" if backend.spi else ""
+    leds = resolve_leds(settings.leds)
+    spi = (
+        f", SPI {backend.spi} on /dev/spidev{leds.spi_port}.{leds.spi_device}"
+        if backend.spi
+        else ""
+    )
     detail = f"hat {settings.leds.hat!r} on {backend.factory}{spi}: {len(shown)} patterns shown"
     if backend.fallback is not None:
         return failed("LEDs", detail, backend.fallback, factory=backend.factory, spi=backend.spi)
