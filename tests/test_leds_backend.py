@@ -39,14 +39,16 @@ def test_a_gpio_led_names_its_factory_and_needs_no_spi(factory: MockFactory) -> 
     assert Backend("MockFactory").fallback is None
 
 
-def test_apa102_on_software_spi_is_a_fallback(factory: MockFactory) -> None:
+def test_apa102_on_software_spi_is_a_fallback_on_a_real_factory(factory: MockFactory) -> None:
     strip = Apa102Strip(3, pin_factory=factory)
     try:
         backend = backend_of(strip)
     finally:
         strip.close()
-    assert backend.spi == "software (MockSPIInterface)"
-    assert backend.fallback is not None and "dtparam=spi=on" in backend.fallback
+    assert backend == Backend("MockFactory", "software (MockSPIInterface)")
+    assert backend.fallback is None  # the mock factory is chosen on purpose
+    bitbanged = Backend("LGPIOFactory", "software (SPISoftwareInterface)").fallback
+    assert bitbanged is not None and "dtparam=spi=on" in bitbanged
 
 
 def test_native_factory_is_a_fallback_and_lgpio_is_not() -> None:
@@ -62,8 +64,20 @@ def test_check_names_the_factory(default_mock: None) -> None:
     assert "on MockFactory" in result.detail
 
 
-def test_check_flags_software_spi_with_its_fix(default_mock: None) -> None:
+def test_check_names_the_spi_interface_and_device(default_mock: None) -> None:
     settings = Settings(room_id="salon", leds={"hat": "respeaker-2mic"})  # type: ignore[arg-type]
     result = check_leds(settings, step_s=0.0)
-    assert result.ok is False, result
-    assert "SPI software" in result.detail and result.fix and "spidev" in result.fix
+    assert result.ok, result
+    assert "SPI software (MockSPIInterface) on /dev/spidev0.0" in result.detail
+
+
+def test_check_flags_a_fallback_with_its_fix(
+    default_mock: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import satellite.leds
+
+    native = Backend("NativeFactory")
+    monkeypatch.setattr(satellite.leds, "backend_of", lambda driver: native)
+    settings = Settings(room_id="salon", leds={"hat": "gpio-led"})  # type: ignore[arg-type]
+    result = check_leds(settings, step_s=0.0)
+    assert result.ok is False and result.fix == native.fallback, result

@@ -377,7 +377,9 @@ def test_daemon_reloads_never_starve_the_watchdog(
         f"10 reloads + 50 SIGHUPs under WatchdogSec=10: largest gap between pings "
         f"{pings.largest_gap_s():.2f} s over {len(pings.stamps)} pings"
     )
-    assert after == {"MainPID": before["MainPID"], "NRestarts": "0", "ActiveState": "active"}
+    # NRestarts as before: an earlier test of this module restarts the unit on purpose.
+    expected = {"MainPID": before["MainPID"], "NRestarts": before["NRestarts"]}
+    assert after == {**expected, "ActiveState": "active"}
     assert "Watchdog timeout" not in journal(container, unit)
     assert pings.largest_gap_s() < 7.5
 

@@ -108,7 +108,13 @@ class Backend:
 
     @property
     def fallback(self) -> str | None:
-        """What is slower or less able than on a set-up Pi, and how to fix it; None if nothing."""
+        """What is slower or less able than on a set-up Pi, and how to fix it; None if nothing.
+
+        gpiozero's MockFactory is chosen on purpose (GPIOZERO_PIN_FACTORY=mock): never a
+        fallback, though its SPI is the software kind.
+        """
+        if self.factory == "MockFactory":
+            return None
         if self.factory == "NativeFactory":
             return (
                 "gpiozero fell back to its native pin factory (no PWM, no Pi 5): "
