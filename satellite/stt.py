@@ -13,6 +13,7 @@ from typing import Any
 from satellite.errors import ConfigError, ModelError
 from satellite.frames import SAMPLE_RATE, Frame
 from satellite.session import Preroll, SttUpdate, TimedWord, Transcript
+from satellite.stand_ins import DOWNLOADS, import_with_stand_ins
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def _spoken(words: list[TimedWord]) -> list[TimedWord]:
 
 def _import_vosk() -> Any:
     try:
-        import vosk
+        vosk = import_with_stand_ins("vosk", DOWNLOADS)  # a model path, never a download
     except ImportError as exc:
         raise ModelError("vosk is not installed: run install.sh") from exc
     vosk.SetLogLevel(-1)

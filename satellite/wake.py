@@ -12,6 +12,7 @@ import numpy as np
 
 from satellite.errors import ModelError
 from satellite.frames import SAMPLE_RATE, Frame, split_frames
+from satellite.oww import lean_sessions, model_class
 from satellite.session import Detection
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def _copy(value: Any) -> Any:
 
 def _load(paths: list[Path], melspec: Path, embedding: Path, noise_suppression: bool) -> Any:
     try:
-        from openwakeword.model import Model
+        Model = model_class()  # noqa: N806 (a class)
     except ImportError as exc:
         raise ModelError(
             "openwakeword is not installed: run install.sh "
@@ -134,12 +135,14 @@ def _load(paths: list[Path], melspec: Path, embedding: Path, noise_suppression: 
                 "`pip install speexdsp-ns==0.1.2` in the satellite's venv, or set it to false"
             ) from exc
     try:
-        return Model(
+        model = Model(
             wakeword_models=[str(path) for path in paths],
             inference_framework="onnx",
             melspec_model_path=str(melspec),
             embedding_model_path=str(embedding),
             enable_speex_noise_suppression=noise_suppression,
         )
+        lean_sessions(model, {path.stem: path for path in paths}, melspec, embedding)
     except Exception as exc:  # onnxruntime and openwakeword raise a variety of types
         raise ModelError(f"cannot load wake models {[p.name for p in paths]}: {exc}") from exc
+    return model
