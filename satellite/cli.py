@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from satellite import __version__, check, config_doc, devices, listen
-from satellite.config import (
-    EX_CONFIG,
-    ModelsSettings,
-    Settings,
-    load_settings,
-    warn_insecure_files,
-)
-from satellite.contracts import write_schemas
+from satellite import __version__
 from satellite.errors import ConfigError, SatelliteError
 from satellite.logs import setup_logging
 
+if TYPE_CHECKING:
+    from satellite.config import Settings
+
 EX_FAILURE = 1
+EX_CONFIG = 78  # satellite.config's, repeated so `--help` need not import pydantic
+
+# Commands whose module adds its own arguments and runs it: imported only when that command
+# is the one given, so `satellite --help` or `satellite run` never load numpy, rich, etc.
+_TOOLS: dict[str, tuple[str, str]] = {
+    "check": ("satellite.check", "what is wrong and how to fix it"),
+    "devices": ("satellite.devices", "capture devices and their rates"),
+    "config": ("satellite.config_doc", "the config in effect (--show)"),
+    "listen": ("satellite.listen", "live level, wake scores, transcripts"),
+}
 
 
 def _output(default: object = False) -> argparse.ArgumentParser:
@@ -48,7 +54,8 @@ class _Commands:
         return self._actions.add_parser(name, help=help, parents=[_output(argparse.SUPPRESS)])
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; only `command`'s tool module (if any) is imported for it."""
     parser = argparse.ArgumentParser(prog="satellite", description=__doc__, parents=[_output()])
     parser.add_argument("--version", action="version", version=f"satellite {__version__}")
     commands = _Commands(parser.add_subparsers(dest="command", required=True))
@@ -82,10 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     reload.add_argument("--timeout", type=float, default=80.0, help="seconds to wait")
 
-    check.add_arguments(commands.add_parser("check", help="what is wrong and how to fix it"))
-    devices.add_arguments(commands.add_parser("devices", help="capture devices and their rates"))
-    config_doc.add_arguments(commands.add_parser("config", help="the config in effect (--show)"))
-    listen.add_arguments(commands.add_parser("listen", help="live level, wake scores, transcripts"))
+    for name, (module, text) in _TOOLS.items():
+        tool = commands.add_parser(name, help=text)
+        if name == command:
+            importlib.import_module(module).add_arguments(tool)
 
     schema = commands.add_parser("schema", help="write the JSON Schemas of every payload")
     schema.add_argument("--out", type=Path, required=True, help="output directory")
@@ -94,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(_command_in(argv)).parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
     try:
         return _dispatch(args)
@@ -108,15 +116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command word: the first argument that is not an option (top-level ones take none)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command in ("check", "devices", "config", "listen"):
-        run: Callable[[argparse.Namespace, TextIO], int] = {
-            "check": check.run,
-            "devices": devices.run,
-            "config": config_doc.run,
-            "listen": listen.run,
-        }[args.command]
+    if args.command in _TOOLS:
+        tool = importlib.import_module(_TOOLS[args.command][0])
+        run: Callable[[argparse.Namespace, TextIO], int] = tool.run
         return run(args, sys.stdout)
+    from satellite.config import load_settings
+
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": lambda a: _run(a.config, verbose=a.verbose, quiet=a.quiet),
         "simulate": lambda a: _simulate(load_settings(a.config), a.wavs, publish=a.publish),
@@ -129,6 +140,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from satellite.contracts import write_schemas
+
     for path in write_schemas(args.out):
         if not args.quiet:
             print(path)
@@ -136,6 +149,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _run(config_path: Path, *, verbose: bool, quiet: bool) -> int:
+    from satellite.config import load_settings, warn_insecure_files
     from satellite.daemon import Daemon
     from satellite.logs import under_systemd
     from satellite.systemd import Notifier
@@ -207,6 +221,7 @@ def _simulate(settings: Settings, wavs: list[Path], *, publish: bool) -> int:
 
 
 def _models_install(directory: Path | None, config: Path | None, *, quiet: bool) -> int:
+    from satellite.config import ModelsSettings, load_settings
     from satellite.models import run_install_cli
 
     if directory is None:

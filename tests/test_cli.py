@@ -172,3 +172,62 @@ def test_models_install_quiet_prints_nothing_when_installed(tmp_path: Path) -> N
     assert result.returncode == 0 and result.stdout == ""
     loud = satellite("models", "install", "--dir", str(models_dir()), "-v", home=tmp_path)
     assert "already installed" in loud.stdout
+
+
+ENGINES = {"numpy", "paho", "onnxruntime", "vosk", "openwakeword", "gpiozero", "soxr", "pyaudio"}
+_IMPORTED = """
+import json, sys
+from satellite.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+names = {name.split(".")[0] for name in sys.modules} | {n for n in sys.modules if "satellite." in n}
+print(json.dumps({"code": code, "imported": sorted(names)}), file=sys.stderr)
+"""
+
+
+def imported_by(*args: str, home: Path) -> tuple[int, set[str]]:
+    """The top-level packages and satellite modules `satellite ARGS` has imported by its end."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTED, *args],
+        cwd=REPO,
+        env={**os.environ, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    report = json.loads(done.stderr.splitlines()[-1])
+    return report["code"], set(report["imported"])
+
+
+def test_help_imports_no_engine_nor_pydantic(tmp_path: Path) -> None:
+    code, imported = imported_by("--help", home=tmp_path)
+    assert code == 0
+    assert imported & (ENGINES | {"pydantic", "rich", "satellite.config"}) == set()
+
+
+def test_config_show_and_check_help_import_no_engine(tmp_path: Path) -> None:
+    config = tmp_path / "salon.toml"
+    config.write_text(GOOD, encoding="utf-8")
+    code, imported = imported_by("-q", "config", "--show", "--config", str(config), home=tmp_path)
+    assert code == 0
+    assert "pydantic" in imported  # it did load the config
+    assert imported & ENGINES == set()
+    code, imported = imported_by("check", "--help", home=tmp_path)
+    assert code == 0 and imported & ENGINES == set()
+
+
+def test_a_tools_options_are_known_after_global_flags(tmp_path: Path) -> None:
+    config = tmp_path / "salon.toml"
+    config.write_text(GOOD, encoding="utf-8")
+    result = satellite("-q", "config", "--show", "--config", str(config), home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'room_id = "salon"' in result.stdout
+
+
+def test_the_cli_exits_78_like_the_config_module_says() -> None:
+    from satellite import cli, config
+
+    assert cli.EX_CONFIG == config.EX_CONFIG
