@@ -14,7 +14,7 @@ from tests.test_accuracy_harness import TINY
 
 pytestmark = pytest.mark.integration
 
-SMALL = run.Plan(silence_s=2, speech_s=3, wake_repeats=1, rounds=1, commands=1)
+SMALL = run.Plan(silence_s=2, speech_s=3, wake_repeats=1, rounds=1, commands=1, process_s=6)
 
 
 def test_run_reports_every_target_against_its_floor() -> None:
@@ -29,8 +29,16 @@ def test_run_reports_every_target_against_its_floor() -> None:
     assert (live["sessions"], live["missed"], live["exact_transcripts"]) == (1, 0, 1)
     assert live["wake_ms"]["n"] == live["final_ms"]["n"] == 1
     assert report["offline"]["simulate"]["speed_x"] > 0
+    process = report["process"]
+    commands = process["commands"]
+    assert commands["sessions_offline"] == commands["daemon_wakes"] == 1
+    assert commands["simulate_wakes"] == 1 and len(commands["bare_vosk_cpu_s_per_session"]) == 1
+    assert commands["daemon_cpu_per_audio_s"] > commands["bare_oww_cpu_per_audio_s"] > 0
+    assert process["room_tone"]["daemon_wakes"] == 0
+    assert set(process["profile_speech_no_wake_word"]) >= {"onnxruntime", "openwakeword"}
+    assert 0 < process["cli_help"]["peak_rss_mb"] < 100
     rows = report["targets"]
-    assert len(rows) == 10
+    assert len(rows) == 20
     assert all(row["status"] in ("PASS", "MISS") for row in rows), rows
     table = run.table(rows)
     assert all(row["target"] in table for row in rows)
