@@ -324,7 +324,31 @@ password_file = \"$conf_dir/$room.password\"   # the password, one line; mode 06
   text=${text//@LEDS@/"
 [leds]
 hat = \"$hat\""}
+  text=${text//@SMALL_BOARD@/"$(small_board_stt)"}
   printf '%s\n' "$text"
+}
+
+# --- the small-board profile ---------------------------------------------------------------------
+# A Pi Zero 2 W (512 MB) or Pi 3 (1 GB): four Cortex-A53 cores. Read from the target's
+# /proc/device-tree/model (under --root DIR: DIR/proc/device-tree/model, which tests fake).
+# What each setting costs and saves: README.md, "Small boards".
+small_board() {
+  local model
+  model=$(tr -d '\0' < "$(at /proc/device-tree/model)" 2>/dev/null) || return 1
+  case "$model" in
+    *"Raspberry Pi Zero 2"* | *"Raspberry Pi 3"*) printf '%s\n' "$model" ;;
+    *) return 1 ;;
+  esac
+}
+
+small_board_stt() {
+  local model
+  model=$(small_board) || return 0
+  printf '%s\n' "# Small-board profile (install.sh saw \"$model\"): see README.md, \"Small boards\"." \
+    'preroll_s = 1.0                   # Vosk decodes less of the wake word when no pause follows it' \
+    'max_utterance_s = 10.0            # bounds the Vosk CPU of one session' \
+    '# phrases = ["turn on the lights", "turn off the lights"]   # a command-only room: Vosk ~11x' \
+    '#   cheaper and ~50 MB less resident; finals are exactly one of these'
 }
 
 install_config() {

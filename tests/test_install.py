@@ -131,6 +131,30 @@ def test_root_install_writes_the_room_config(salon: Path) -> None:
     assert '# satellite_id = "pi-salon"' in path.read_text()
 
 
+@pytest.mark.parametrize(
+    ("model", "small"),
+    [
+        ("Raspberry Pi Zero 2 W Rev 1.0", True),
+        ("Raspberry Pi 3 Model B Plus Rev 1.3", True),
+        ("Raspberry Pi 4 Model B Rev 1.5", False),
+        (None, False),  # not a Pi (or an image without /proc)
+    ],
+)
+def test_a_small_board_gets_the_small_board_profile(
+    image: Path, model: str | None, small: bool
+) -> None:
+    if model is not None:  # the device tree's string ends in a NUL
+        (image / "proc/device-tree").mkdir(parents=True)
+        (image / "proc/device-tree/model").write_bytes(model.encode() + b"\0")
+    install_ok("--root", image, "--room", "salon")
+    path = image / "etc/satellite/salon.toml"
+    stt = load_settings(path).stt
+    profile = (stt.preroll_s, stt.max_utterance_s)
+    assert profile == ((1.0, 10.0) if small else (1.5, 15.0))
+    assert ("Small-board profile" in path.read_text()) is small
+    assert stt.phrases == []  # phrases are the room's own: only suggested, commented out
+
+
 @pytest.mark.parametrize("machine_id", ["0123456789abcdef" * 2, "fedcba9876543210" * 2])
 def test_a_new_config_gets_the_machines_own_satellite_id(tmp_path: Path, machine_id: str) -> None:
     # Two Pis left at the same host name: their configs still name two satellites.
