@@ -13,12 +13,14 @@ from typing import Any
 
 from satellite import __version__
 from satellite.accessories import Accessories
+from satellite.arbitration import Identity, Message, Outcome, WakeArbiter
 from satellite.assemble import Engines, build_machine, build_outbox, client_id, load_engines
 from satellite.audio import Capture, FrameAssembler
 from satellite.config import Settings
-from satellite.contracts import StatusCounters, StatusMessage, new_id, now_ms
+from satellite.contracts import StatusCounters, StatusMessage, WakeClaim, new_id, now_ms
 from satellite.control import (
     AccessoryFault,
+    ArbitrationDecided,
     ButtonPressed,
     ConnectionChanged,
     Controller,
@@ -40,7 +42,7 @@ from satellite.session import Event, Final, Listening, SessionMachine, WakeDetec
 from satellite.state_store import MuteStore, mute_file
 from satellite.systemd import Liveness
 from satellite.takeover import OwnStatus
-from satellite.topics import SatelliteTopic
+from satellite.topics import HOUSEHOLD_QOS, HouseholdTopic, SatelliteTopic
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,10 @@ def _mute_path(settings: Settings) -> Path:
     return mute_file(settings.state_dir, settings.room_id)
 
 
+def _identity(settings: Settings) -> Identity:
+    return Identity(settings.satellite_id, settings.room_id, settings.arbitration.group)
+
+
 class Satellite:
     """One room's satellite: models are loaded on construction, devices opened by `start()`,
     and a new configuration applied in place by `reload()`."""
@@ -207,6 +213,16 @@ class Satellite:
         self.accessories = self._make_accessories(settings)  # ConfigError: a HAT that can't work
         self.controller: Controller | None = None
         self.link = self._make_link(settings)
+        self.arbiter = WakeArbiter(
+            identity=_identity(settings),
+            enabled=settings.arbitration.enabled,
+            window_ms=settings.arbitration.window_ms,
+            deliver=self._deliver,
+            send=self._send_household,
+            abandon=self._abandon,
+            connected=lambda: self.link.connected,
+            decided=lambda outcome: self._submit(ArbitrationDecided(outcome is Outcome.WON)),
+        )
         self.last_wake: float | None = None
         # Held by reload() while it changes parts and by close(): a reload never applies to a
         # satellite that is closing.
@@ -278,6 +294,7 @@ class Satellite:
                 followup.enabled, followup.no_speech_timeout_s, followup.max_per_session
             ),
             max_payload_bytes=self.settings.mqtt.max_payload_bytes,
+            household=self.arbiter,
         )
 
     def _make_accessories(self, settings: Settings) -> Accessories:
@@ -312,6 +329,13 @@ class Satellite:
                 self._reload_room(settings)
             if link is not None:
                 self._replace_link(settings, link)
+            if plan.room or plan.arbitration:
+                arbitration = settings.arbitration
+                self.arbiter.reconfigure(
+                    _identity(settings),
+                    enabled=arbitration.enabled,
+                    window_ms=arbitration.window_ms,
+                )
             swap = Swap(
                 machine=(lambda: build_machine(settings, engines)) if plan.machine else None,
                 capture=self._make_capture(settings) if plan.audio else None,
@@ -390,13 +414,31 @@ class Satellite:
         self.pipeline.request(lambda machine: machine.set_fault(reason))
 
     def _on_event(self, event: Event) -> None:
-        # Runs on the pipeline thread: publish first (latency), then tell the controller.
+        # Runs on the pipeline thread. The arbiter delivers it now, or holds it while the
+        # satellites of the group decide who answers a wake word.
         if isinstance(event, WakeDetected):
             self.last_wake = time.time()
-        log_event(event, time.monotonic() - self.capture.read_at)
+        audio_age_s = time.monotonic() - self.capture.read_at
+        log_event(event, audio_age_s)
+        self.arbiter.on_event(event, now_ms() - round(audio_age_s * 1000))
+
+    def _deliver(self, event: Event) -> None:
+        # Runs on the pipeline thread, or on the arbiter's timer thread under its lock (so in
+        # the machine's order): publish first (latency), then tell the controller.
         for outgoing in self.outbox.messages(event):
             self.link.publish(outgoing.topic, outgoing.message.to_json(), qos=outgoing.qos)
         self._submit(SessionEvent(event))
+
+    def _send_household(self, message: Message) -> None:
+        topics = self.outbox.topics
+        if topics.group is None:  # arbitration was switched off by a reload meanwhile
+            return
+        kind = HouseholdTopic.CLAIM if isinstance(message, WakeClaim) else HouseholdTopic.RESULT
+        self.link.publish(topics.household(kind), message.to_json(), qos=HOUSEHOLD_QOS)
+
+    def _abandon(self, session_id: str) -> None:
+        # Runs under the arbiter's lock: the pipeline ends the utterance between frames.
+        self.pipeline.request(lambda machine: machine.abandon(session_id))
 
     def _will(self, settings: Settings) -> bytes:
         # The broker publishes it at a moment nobody knows now: no timestamp, uptime or state.
@@ -426,6 +468,7 @@ class Satellite:
             since=STARTED_MS,
             timestamp=now_ms(),
             version=__version__,
+            group=settings.arbitration.group if settings.arbitration.enabled else None,
             state=None if view is None else view.state,
             muted=None if view is None else view.muted,
             led=None if view is None else view.led,
@@ -441,6 +484,8 @@ class Satellite:
                 wake_detections=counters.wake_detections,
                 sessions=counters.sessions,
                 retained_commands=counters.retained_commands,
+                arbitration_wins=counters.arbitration_wins,
+                arbitration_losses=counters.arbitration_losses,
             ),
         ).to_json()
 
@@ -488,6 +533,7 @@ class Satellite:
         with self._lock:
             self._closed = True
         self.pipeline.stop()
+        self.arbiter.close()
         self.capture.close()
         if self.controller is not None:
             self.controller.close()

@@ -102,8 +102,12 @@ def wake_phrase_words(models: list[str]) -> set[str]:
 
 def build_outbox(settings: Settings) -> Outbox:
     """Topics and message stamping for this room and satellite."""
+    arbitration = settings.arbitration
     topics = Topics(
-        room_id=settings.room_id, satellite_id=settings.satellite_id, mqtt=settings.mqtt
+        room_id=settings.room_id,
+        satellite_id=settings.satellite_id,
+        mqtt=settings.mqtt,
+        group=arbitration.group if arbitration.enabled else None,
     )
     return Outbox(room_id=settings.room_id, topics=topics)
 

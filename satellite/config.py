@@ -195,6 +195,29 @@ class FollowupSettings(_Section):
     )
 
 
+class ArbitrationSettings(_Section):
+    """One room answers: satellites that hear the same wake word pick one among themselves."""
+
+    enabled: bool = Field(
+        True,
+        description="claim each wake word on the household topic and open the session only if "
+        "this satellite heard it best; alone on the broker (or without one) nobody waits",
+    )
+    window_ms: int = Field(
+        200,
+        ge=50,
+        le=2000,
+        description="how long a satellite with peers online holds a new session back while the "
+        "claims of the others arrive, milliseconds (wake_detected goes out this much later; "
+        "no audio is lost)",
+    )
+    group: TopicLevel = Field(
+        "home",
+        description="the satellites that arbitrate with each other (one MQTT topic level): "
+        "give each household on a shared broker its own",
+    )
+
+
 # --- LEDs and button (issue 3) ---
 
 
@@ -325,6 +348,7 @@ class Settings(BaseSettings):
     followup: FollowupSettings = FollowupSettings()
     leds: LedSettings = LedSettings()
     button: ButtonSettings = ButtonSettings()
+    arbitration: ArbitrationSettings = ArbitrationSettings()
     state_dir: Path = Field(
         Path("/var/lib/satellite"),
         description="where mute survives restarts (systemd's STATE_DIRECTORY when set)",

@@ -30,7 +30,12 @@ MASK = "********"
 _SECRET_WORDS = ("password", "secret", "token")
 # Defaults computed on the host at start-up: the reference names them instead of showing ours.
 _DYNAMIC_DEFAULTS = {("satellite_id",): "host name + 6 hex (machine-id)"}
-_UNIT_SUFFIXES = {"_s": "seconds", "_bytes": "bytes", "_frames": "80 ms frames"}
+_UNIT_SUFFIXES = {
+    "_s": "seconds",
+    "_ms": "milliseconds",
+    "_bytes": "bytes",
+    "_frames": "80 ms frames",
+}
 _UNITS = {("audio", "rate"): "Hz", ("leds", "fps"): "frames per second"}
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _CONSTRAINTS = (

@@ -112,6 +112,14 @@ class StatusCounters(Outbound):
         ge=0,
         description="retained messages on the command topic, ignored: commands act only live",
     )
+    arbitration_wins: int = Field(
+        ge=0, description="wake words claimed with peers online, and answered here"
+    )
+    arbitration_losses: int = Field(
+        ge=0,
+        description="wake words heard here but answered by another satellite of the group "
+        "(no session opened here; also counted in wake_detections)",
+    )
 
 
 class StatusMessage(Outbound):
@@ -158,6 +166,11 @@ class StatusMessage(Outbound):
     )
     version: str | None = None
     uptime_s: float | None = Field(None, ge=0)
+    group: str | None = Field(
+        None,
+        description="the arbitration group whose wake words this satellite claims (peers with "
+        "the same group wait for each other's claims); absent when arbitration is off",
+    )
     counters: StatusCounters | None = None
 
     @model_validator(mode="after")
@@ -165,6 +178,85 @@ class StatusMessage(Outbound):
         if self.online and self.timestamp is None:
             raise ValueError("timestamp is set whenever online is true (only the will has none)")
         return self
+
+
+ResultOutcome = Literal["won", "lost", "alone"]
+PeerId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class WakeClaim(Outbound):
+    """`{v}/{base}/household/{group}/wake/claim`: this satellite heard a wake word (QoS 1, not
+    retained). Every satellite of the group that heard the same utterance claims it; after
+    the window each picks the same winner: highest `level_db`, then `score`, then the
+    smallest `satellite_id`."""
+
+    claim_id: str = Field(description="unique per claim (UUID4); results name the claims")
+    satellite_id: str
+    room_id: str
+    group: str
+    wake_word: str = Field(description="model that fired")
+    score: float = Field(ge=0, le=1, description="its score, rounded to 4 places")
+    level_db: float = Field(
+        ge=-200,
+        le=200,
+        description="how loud the wake word was here: the loudest 80 ms frame of the last "
+        "second before the detection over this room's noise floor (the quietest frame of the "
+        "last 5 s), dB, rounded to 0.1",
+    )
+    detected_at: int = Field(
+        ge=0, description="Unix epoch milliseconds when the detecting audio was captured"
+    )
+    timestamp: int = Field(ge=0, description="Unix epoch milliseconds")
+    message_id: MessageId
+
+
+class WakeResult(Outbound):
+    """`{v}/{base}/household/{group}/wake/result`: what one satellite decided about its claim
+    (QoS 1, not retained): `won` (it opened the session), `lost` (another one answers) or
+    `alone` (no peer online: it did not wait). For dashboards, and for a satellite that
+    claims later: a winner's result settles the utterance."""
+
+    claim_id: str = Field(description="the claim decided on: this satellite's own")
+    satellite_id: str
+    room_id: str
+    group: str
+    outcome: ResultOutcome
+    winner: str = Field(description="satellite_id of the satellite that opened the session")
+    claims: list[str] = Field(description="claim_ids considered, this satellite's first")
+    detected_at: int = Field(ge=0, description="detected_at of the claim decided on")
+    timestamp: int = Field(ge=0, description="Unix epoch milliseconds")
+    message_id: MessageId
+
+
+class PeerClaim(Inbound):
+    """A claim read from the group's topic; what the decision uses, nothing else required."""
+
+    claim_id: PeerId
+    satellite_id: PeerId
+    group: str
+    score: float = Field(ge=0, le=1)
+    level_db: float = Field(ge=-200, le=200)
+    detected_at: int = Field(ge=0)
+
+
+class PeerResult(Inbound):
+    """A result read from the group's topic; an unknown outcome is kept (it settles nothing)."""
+
+    claim_id: PeerId
+    satellite_id: PeerId
+    group: str
+    outcome: str = Field(max_length=64)
+    winner: PeerId
+    detected_at: int = Field(ge=0)
+
+
+class PeerStatus(Inbound):
+    """Another satellite's status: whether it is online and can hear, and its group."""
+
+    online: bool
+    satellite_id: PeerId
+    group: str | None = None
+    muted: bool | None = None
 
 
 class RetainedStatus(Inbound):
@@ -204,6 +296,8 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "gateway_state": GatewayState,
     "overlay_hint": OverlayHint,
     "command": Command,
+    "wake_claim": WakeClaim,
+    "wake_result": WakeResult,
 }
 
 

@@ -16,13 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from satellite.contracts import SatelliteState
+from satellite.contracts import PeerClaim, PeerResult, PeerStatus, SatelliteState
 from satellite.inbound import (
+    ClaimReceived,
     Cleared,
     CommandReceived,
     GatewayStateReceived,
     OverlayHintReceived,
+    PeerStatusReceived,
     Rejected,
+    ResultReceived,
     parse_inbound,
 )
 from satellite.session import (
@@ -72,6 +75,18 @@ class PatternSink(Protocol):
     """Shows a pattern on the hardware (satellite.leds.LedAnimator)."""
 
     def set_pattern(self, name: str) -> None: ...
+
+
+class HouseholdListener(Protocol):
+    """Takes what the arbitration group says (satellite.arbitration.WakeArbiter)."""
+
+    def claim_received(self, message: PeerClaim) -> None: ...
+
+    def result_received(self, message: PeerResult) -> None: ...
+
+    def peer_status(self, satellite_id: str, message: PeerStatus) -> None: ...
+
+    def connection(self, connected: bool) -> None: ...
 
 
 SessionRequest = Callable[[SessionMachine], list[Event]]
@@ -124,6 +139,13 @@ class SessionEvent:
 
 
 @dataclass(frozen=True)
+class ArbitrationDecided:
+    """This satellite's claim of a wake word won (its session opened) or lost."""
+
+    won: bool
+
+
+@dataclass(frozen=True)
 class Reconfigure:
     """A reload changed the room's settings: what the controller works with from now on."""
 
@@ -143,6 +165,7 @@ Item = (
     | ButtonPressed
     | SessionEvent
     | AccessoryFault
+    | ArbitrationDecided
     | Reconfigure
 )
 
@@ -155,6 +178,8 @@ class Counters:
     wake_detections: int = 0
     sessions: int = 0
     retained_commands: int = 0
+    arbitration_wins: int = 0
+    arbitration_losses: int = 0
 
 
 @dataclass(frozen=True)
@@ -201,6 +226,7 @@ class Controller:
         muted: bool = False,
         follow_up: FollowUp = FollowUp(),
         max_payload_bytes: int = 65536,
+        household: HouseholdListener | None = None,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topics = topics
@@ -212,6 +238,7 @@ class Controller:
         self.save_mute = save_mute
         self.follow_up = follow_up
         self.max_payload_bytes = max_payload_bytes
+        self.household = household
         self._now = now
         self.counters = Counters()
         self.muted = muted
@@ -288,10 +315,14 @@ class Controller:
             self._session_event(item.event)
         elif isinstance(item, ConnectionChanged):
             self.indicator.set_offline(not item.connected)
+            if self.household is not None:
+                self.household.connection(item.connected)
         elif isinstance(item, ButtonPressed):
             self._set_muted(not self.muted, "button")
         elif isinstance(item, AccessoryFault):
             self.accessory_fault = item.reason
+        elif isinstance(item, ArbitrationDecided):
+            self._arbitration_decided(item.won)
         elif isinstance(item, Reconfigure):
             self._reconfigure(item)
 
@@ -328,8 +359,34 @@ class Controller:
                 self.indicator.show_inbound(parsed.message.state, source)
         elif isinstance(parsed, OverlayHintReceived):
             self._overlay_hint(parsed)
+        elif isinstance(parsed, ClaimReceived | ResultReceived | PeerStatusReceived):
+            self._household(parsed, message.retained)
         else:
             self._command(parsed)
+
+    def _household(
+        self, parsed: ClaimReceived | ResultReceived | PeerStatusReceived, retained: bool
+    ) -> None:
+        household = self.household
+        if household is None:
+            return
+        if isinstance(parsed, PeerStatusReceived):
+            household.peer_status(parsed.satellite_id, parsed.message)
+        elif retained:  # a claim is about one utterance: a stored one is stale
+            log.debug("ignored a retained %s", type(parsed.message).__name__)
+        elif isinstance(parsed, ClaimReceived):
+            household.claim_received(parsed.message)
+        else:
+            household.result_received(parsed.message)
+
+    def _arbitration_decided(self, won: bool) -> None:
+        if won:
+            self.counters.arbitration_wins += 1
+        else:
+            # Heard here, answered elsewhere: no WakeDetected reached us for it.
+            self.counters.arbitration_losses += 1
+            self.counters.wake_detections += 1
+        self._mark_counters()
 
     def _ignore_retained_command(self, topic: str) -> None:
         # A retained command would act again at every (re)connect: only live ones act.

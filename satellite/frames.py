@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -10,6 +12,9 @@ FRAME_SAMPLES = 1280
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 
 Frame = npt.NDArray[np.int16]
+
+SILENT_DBFS = -100.0  # the level of digital silence, so the floor arithmetic stays finite
+FULL_SCALE_DB = 20.0 * math.log10(32768.0)
 
 
 def frames_for(seconds: float) -> int:
@@ -23,3 +28,18 @@ def split_frames(samples: Frame) -> list[Frame]:
     if remainder:
         samples = np.concatenate([samples, np.zeros(FRAME_SAMPLES - remainder, np.int16)])
     return [samples[i : i + FRAME_SAMPLES] for i in range(0, len(samples), FRAME_SAMPLES)]
+
+
+def power_dbfs(power: float) -> float:
+    """The level in dBFS of a mean power in int16 units squared (at least SILENT_DBFS)."""
+    if power <= 0.0:
+        return SILENT_DBFS
+    return max(SILENT_DBFS, 10.0 * math.log10(power) - FULL_SCALE_DB)
+
+
+def rms_dbfs(frame: Frame) -> float:
+    """The RMS level of a frame of int16 samples in dBFS (SILENT_DBFS for all zeros)."""
+    if len(frame) == 0:
+        return SILENT_DBFS
+    samples = frame.astype(np.float32)
+    return power_dbfs(float(np.dot(samples, samples)) / len(frame))

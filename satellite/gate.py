@@ -11,21 +11,27 @@ after a voice, which ends an utterance.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from satellite.frames import SAMPLE_RATE, Frame, frames_for
+from satellite.frames import (
+    FULL_SCALE_DB,
+    SAMPLE_RATE,
+    SILENT_DBFS,
+    Frame,
+    frames_for,
+    power_dbfs,
+    rms_dbfs,
+)
 from satellite.session import Detection
 
 FLOOR_WINDOW_S = 5.0
 # openWakeWord: 16 embeddings 80 ms apart, each over 76 mel frames (0.76 s) -> 1.96 s of
 # audio, plus the melspectrogram's own context. A little more costs nothing on silence.
 REPLAY_S = 2.24
-SILENT_DBFS = -100.0  # the level of digital silence, so the floor arithmetic stays finite
 WINDOW_S = 0.01
 WINDOW_SAMPLES = round(SAMPLE_RATE * WINDOW_S)
 # A voice is this far over the floor; above the gate's margin so breath and a decaying
@@ -42,26 +48,9 @@ PAUSE_WITHIN_S = 0.5
 PAUSE_CONTRAST_DB = 20.0
 
 
-_FULL_SCALE_DB = 20.0 * math.log10(32768.0)
-
-
-def _dbfs(power: float) -> float:
-    if power <= 0.0:
-        return SILENT_DBFS
-    return max(SILENT_DBFS, 10.0 * math.log10(power) - _FULL_SCALE_DB)
-
-
 def _power(dbfs: float) -> float:
-    """The mean power (int16 units squared) of a level in dBFS: `_dbfs` inverted."""
-    return float(10.0 ** ((dbfs + _FULL_SCALE_DB) / 10.0))
-
-
-def rms_dbfs(frame: Frame) -> float:
-    """The RMS level of a frame of int16 samples in dBFS (SILENT_DBFS for all zeros)."""
-    if len(frame) == 0:
-        return SILENT_DBFS
-    samples = frame.astype(np.float32)
-    return _dbfs(float(np.dot(samples, samples)) / len(frame))
+    """The mean power (int16 units squared) of a level in dBFS: `power_dbfs` inverted."""
+    return float(10.0 ** ((dbfs + FULL_SCALE_DB) / 10.0))
 
 
 def window_power(frame: Frame) -> npt.NDArray[np.float64]:
@@ -131,7 +120,7 @@ class VoiceEnd:
         """Take one frame (every frame, so the floor stays current); the silence now."""
         # One conversion per frame: the frame's level is the mean of its windows' powers.
         power = window_power(frame)
-        floor = self._floor.add(_dbfs(float(power.mean())))
+        floor = self._floor.add(power_dbfs(float(power.mean())))
         loud = np.flatnonzero(power >= _power(floor + self.margin_db))
         if len(loud):
             self.silence_s = (len(frame) // WINDOW_SAMPLES - 1 - int(loud[-1])) * WINDOW_S

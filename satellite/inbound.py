@@ -8,8 +8,15 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from satellite.contracts import Command, GatewayState, OverlayHint
-from satellite.topics import Topics, TopicType
+from satellite.contracts import (
+    Command,
+    GatewayState,
+    OverlayHint,
+    PeerClaim,
+    PeerResult,
+    PeerStatus,
+)
+from satellite.topics import HouseholdTopic, Topics, TopicType
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,6 +45,31 @@ class CommandReceived:
 
 
 @dataclass(frozen=True)
+class ClaimReceived:
+    """A satellite of our arbitration group claimed a wake word."""
+
+    message: PeerClaim
+
+
+@dataclass(frozen=True)
+class ResultReceived:
+    """A satellite of our arbitration group decided about its claim."""
+
+    message: PeerResult
+
+
+@dataclass(frozen=True)
+class PeerStatusReceived:
+    """Some satellite's status (`satellite_id` from its topic): is it a peer online?"""
+
+    satellite_id: str
+    message: PeerStatus
+
+
+Household = ClaimReceived | ResultReceived | PeerStatusReceived
+
+
+@dataclass(frozen=True)
 class Cleared:
     """An empty payload: someone cleared a retained message. Neither valid nor an error."""
 
@@ -52,7 +84,9 @@ class Rejected:
     reason: str
 
 
-Inbound = GatewayStateReceived | OverlayHintReceived | CommandReceived | Cleared | Rejected
+Inbound = (
+    GatewayStateReceived | OverlayHintReceived | CommandReceived | Household | Cleared | Rejected
+)
 
 
 def parse_inbound(topic: str, payload: bytes, *, topics: Topics, max_bytes: int) -> Inbound:
@@ -64,7 +98,25 @@ def parse_inbound(topic: str, payload: bytes, *, topics: Topics, max_bytes: int)
     if topics.is_command(topic):
         command = _validate(Command, topic, payload)
         return command if isinstance(command, Rejected) else CommandReceived(command)
-    return _parse_session(topic, payload, topics)
+    household = _parse_household(topic, payload, topics)
+    return household if household is not None else _parse_session(topic, payload, topics)
+
+
+def _parse_household(topic: str, payload: bytes, topics: Topics) -> Inbound | None:
+    """A claim, a result or a status, validated; None when `topic` is none of them."""
+    where = topics.parse_household(topic)
+    if where is None:
+        return None
+    if where.kind == HouseholdTopic.CLAIM:
+        claim = _validate(PeerClaim, topic, payload)
+        return claim if isinstance(claim, Rejected) else ClaimReceived(claim)
+    if where.kind == HouseholdTopic.RESULT:
+        result = _validate(PeerResult, topic, payload)
+        return result if isinstance(result, Rejected) else ResultReceived(result)
+    status = _validate(PeerStatus, topic, payload)
+    if isinstance(status, Rejected):
+        return status
+    return PeerStatusReceived(where.satellite_id or status.satellite_id, status)
 
 
 def _parse_session(topic: str, payload: bytes, topics: Topics) -> Inbound:

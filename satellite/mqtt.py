@@ -102,7 +102,12 @@ class MqttLink:
         self._own_status = own_status
         # Our status topic is where the will goes; read back only to know whose it is.
         self._status_topic = will[0] if will is not None and own_status is not None else None
-        watched = () if self._status_topic is None else (self._status_topic,)
+        status = self._status_topic
+        # Unless a filter covers it already (every satellite's status): one copy, not two.
+        covered = status is not None and any(
+            mqtt.topic_matches_sub(f, status) for f in subscriptions
+        )
+        watched = () if status is None or covered else (status,)
         self._subscriptions = tuple(subscriptions) + watched
         self._handle_connection_change = on_connection_change
         self._log = logger

@@ -21,14 +21,19 @@ class ReloadPlan:
     audio: bool  # reopen the microphone
     link: bool  # a new MQTT connection (broker settings, room or satellite id)
     room: bool  # the control side: LEDs, button, follow-up, topics, mute file
+    arbitration: bool  # the wake arbiter: on/off, window, group (no models, no microphone)
 
     @classmethod
     def between(cls, old: Settings, new: Settings) -> ReloadPlan:
         """The plan that takes a satellite running `old` to `new`."""
+        # Arbitration on/off and its group change the subscriptions: a new link.
+        old_group = old.arbitration.group if old.arbitration.enabled else None
+        new_group = new.arbitration.group if new.arbitration.enabled else None
         link = (
             old.mqtt != new.mqtt
             or old.room_id != new.room_id
             or old.satellite_id != new.satellite_id
+            or old_group != new_group
         )
         return cls(
             engines=engine_key(old) != engine_key(new),
@@ -40,6 +45,7 @@ class ReloadPlan:
             or old.button != new.button
             or old.followup != new.followup
             or old.state_dir != new.state_dir,
+            arbitration=old.arbitration != new.arbitration,
         )
 
     @property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -11,11 +11,14 @@ from typing import Protocol
 import numpy as np
 
 from satellite.contracts import new_id
-from satellite.frames import FRAME_S, SAMPLE_RATE, Frame, frames_for
+from satellite.frames import FRAME_S, SAMPLE_RATE, Frame, frames_for, rms_dbfs
 
 # After a detection the recogniser waits this long for the pause after the wake word:
 # openWakeWord often fires inside "jarvis" or just as the pause begins.
 PAUSE_WAIT_S = 0.24
+# The wake word's level is its loudest frame in this much audio up to the detection, which
+# openWakeWord makes anywhere from inside "jarvis" to 0.4 s after it.
+LEVEL_WINDOW_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class VoiceTracker(Protocol):
 
     silence_s: float
 
+    @property
+    def floor_dbfs(self) -> float: ...
+
     def update(self, frame: Frame) -> float: ...
 
     def pause_in(self, audio: Frame, detected_at: int) -> int | None: ...
@@ -106,11 +112,12 @@ class SessionTiming:
 
 @dataclass(frozen=True)
 class WakeDetected:
-    """A wake word opened a new session."""
+    """A wake word opened a new session; `level_db`: how loud it was (`speech_level_db`)."""
 
     session_id: str
     wake_word: str
     score: float
+    level_db: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,7 @@ class EndReason(Enum):
     NO_SPEECH = "no_speech"
     MUTED = "muted"
     FAULT = "fault"
+    LOST = "lost"  # another satellite answers this wake word (satellite.arbitration)
 
 
 @dataclass(frozen=True)
@@ -202,7 +210,9 @@ class SessionMachine:
     voice: VoiceTracker | None = None  # ends utterances on silence; None: on the partial only
 
     def __post_init__(self) -> None:
-        self._preroll: deque[Frame] = deque(maxlen=frames_for(self.timing.preroll_s))
+        self._preroll_frames = frames_for(self.timing.preroll_s)
+        level_frames = frames_for(LEVEL_WINDOW_S)
+        self._preroll: deque[Frame] = deque(maxlen=max(self._preroll_frames, level_frames))
         self._utterance: _Utterance | None = None
         self._refractory_left = 0
         self.muted = False
@@ -250,6 +260,14 @@ class SessionMachine:
         self.detector.reset()
         return [*events, FaultChanged(self.new_id(), reason)]
 
+    def abandon(self, session_id: str) -> list[Event]:
+        """Another satellite answers the wake word of `session_id`: its utterance ends here
+        without a final (nothing if it already ended)."""
+        utterance = self._utterance
+        if utterance is None or utterance.session_id != session_id:
+            return []
+        return [self._end(utterance, EndReason.LOST)]
+
     def listen(
         self, session_id: str | None = None, no_speech_timeout_s: float | None = None
     ) -> list[Event]:
@@ -261,10 +279,19 @@ class SessionMachine:
 
     def _open(self, detection: Detection) -> list[Event]:
         session_id = self.new_id()
-        preroll = np.concatenate(list(self._preroll))
+        heard = list(self._preroll)
+        level = self._level_db(heard)
+        preroll = np.concatenate(heard[-self._preroll_frames :])
         self._preroll.clear()
         listening = self._start(session_id, preroll, self.timing.no_speech_timeout_s, len(preroll))
-        return [WakeDetected(session_id, detection.wake_word, detection.score), listening]
+        wake = WakeDetected(session_id, detection.wake_word, detection.score, level)
+        return [wake, listening]
+
+    def _level_db(self, heard: list[Frame]) -> float:
+        recent = heard[-frames_for(LEVEL_WINDOW_S) :]
+        # Without a voice tracker (tests, simulations), the quietest frame kept is the floor.
+        floor = min(map(rms_dbfs, heard)) if self.voice is None else self.voice.floor_dbfs
+        return speech_level_db(recent, floor)
 
     def _start(
         self,
@@ -352,3 +379,12 @@ class SessionMachine:
         self.detector.reset()
         self._refractory_left = round(self.timing.refractory_s / FRAME_S)
         return Idle(utt.session_id, reason)
+
+
+def speech_level_db(frames: Sequence[Frame], floor_dbfs: float) -> float:
+    """How loud a wake word was: its loudest 80 ms frame's RMS over the room's noise floor, dB.
+
+    Over the floor rather than in dBFS, so a microphone's gain does not count, only how well
+    it heard the voice; what satellites compare to pick the one that answers.
+    """
+    return max(rms_dbfs(frame) for frame in frames) - floor_dbfs

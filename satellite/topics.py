@@ -48,6 +48,17 @@ class SatelliteTopic(StrEnum):
     COMMAND = "command"
 
 
+class HouseholdTopic(StrEnum):
+    """The household topics of an arbitration group (one room answers)."""
+
+    CLAIM = "wake/claim"
+    RESULT = "wake/result"
+
+
+# QoS 1, not retained: a claim is about one utterance, stale a second later.
+HOUSEHOLD_QOS = 1
+
+
 @dataclass(frozen=True)
 class TopicTree:
     """One version of the tree: `{version}/{base}/room/{room}` (v0: `{base}/room/{room}`)."""
@@ -81,6 +92,29 @@ class TopicTree:
         check_topic_level(satellite_id)
         return f"{self.room}/satellite/{satellite_id}/{topic_type}"
 
+    @property
+    def base(self) -> str:
+        """`{version}/{base}` (v0: `{base}`), above the rooms and households."""
+        head = f"{self.version}/" if self.version else ""
+        return f"{head}{self.base_prefix}"
+
+    def household(self, group: str, topic_type: HouseholdTopic) -> str:
+        """An arbitration group's topic, shared by the satellites of every room in it."""
+        return f"{self.base}/household/{check_topic_level(group)}/{topic_type}"
+
+    @property
+    def every_status(self) -> str:
+        """The filter for the status of every satellite in every room (peers)."""
+        return f"{self.base}/room/+/satellite/+/{SatelliteTopic.STATUS}"
+
+
+@dataclass(frozen=True)
+class HouseholdMessageTopic:
+    """What an inbound household topic is: a claim or result of our group, or a status."""
+
+    kind: HouseholdTopic | SatelliteTopic
+    satellite_id: str | None = None  # for a status: whose
+
 
 @dataclass(frozen=True)
 class SessionTopic:
@@ -94,8 +128,12 @@ class SessionTopic:
 class Topics:
     """The topics of one satellite, in every tree it publishes to (v1, v0, or both)."""
 
-    def __init__(self, *, room_id: str, satellite_id: str, mqtt: MqttSettings) -> None:
+    def __init__(
+        self, *, room_id: str, satellite_id: str, mqtt: MqttSettings, group: str | None = None
+    ) -> None:
+        """`group`: the arbitration group this satellite claims wake words in; None: off."""
         self.satellite_id = check_topic_level(satellite_id)
+        self.group = None if group is None else check_topic_level(group)
         primary = TopicTree(mqtt.topic_version, mqtt.base_prefix, room_id)
         trees = [primary]
         if mqtt.dual_publish and mqtt.topic_version:
@@ -110,14 +148,44 @@ class Topics:
         """Where a per-satellite message goes, one topic per tree."""
         return [tree.satellite(self.satellite_id, topic_type) for tree in self.trees]
 
+    def household(self, topic_type: HouseholdTopic) -> str:
+        """Where this satellite's claims and results go: its group, in the primary tree only
+        (every satellite of a household reads it there, dual publishing or not)."""
+        if self.group is None:
+            raise ValueError("arbitration is off: no household topic")
+        return self.trees[0].household(self.group, topic_type)
+
     def subscriptions(self) -> list[str]:
-        """The room's state and overlay_hint filters and this satellite's command topic."""
+        """The room's state and overlay_hint filters and this satellite's command topic; with
+        a group, its claims and results and every satellite's status (to know the peers)."""
         filters: list[str] = []
         for tree in self.trees:
             filters.append(tree.session_filter(TopicType.STATE))
             filters.append(tree.session_filter(TopicType.OVERLAY_HINT))
             filters.append(tree.satellite(self.satellite_id, SatelliteTopic.COMMAND))
+        if self.group is not None:
+            filters.extend(self.household(kind) for kind in HouseholdTopic)
+            filters.append(self.trees[0].every_status)
         return filters
+
+    def parse_household(self, topic: str) -> HouseholdMessageTopic | None:
+        """A claim or result of our group, or some satellite's status (primary tree); None
+        for anything else (another group's claims are never subscribed to)."""
+        if self.group is None:
+            return None
+        for kind in HouseholdTopic:
+            if topic == self.household(kind):
+                return HouseholdMessageTopic(kind)
+        parts = topic.split("/")
+        pattern = self.trees[0].every_status.split("/")
+        if len(parts) != len(pattern):
+            return None
+        if any(want not in ("+", part) for want, part in zip(pattern, parts, strict=True)):
+            return None
+        satellite_id = parts[-2]  # .../satellite/{satellite_id}/status
+        if not satellite_id:
+            return None
+        return HouseholdMessageTopic(SatelliteTopic.STATUS, satellite_id)
 
     def parse_session(self, topic: str) -> SessionTopic | None:
         """The room, session and type of an inbound per-session topic in one of our trees."""

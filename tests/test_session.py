@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from satellite.frames import FRAME_S, FRAME_SAMPLES, Frame, split_frames
+from satellite.frames import FRAME_S, FRAME_SAMPLES, SILENT_DBFS, Frame, split_frames
 from satellite.gate import VoiceEnd
 from satellite.session import (
     PAUSE_WAIT_S,
@@ -27,9 +27,11 @@ from satellite.session import (
     SttUpdate,
     Transcript,
     WakeDetected,
+    speech_level_db,
 )
 
 LOUD = 1000
+LOUD_OVER_SILENCE_DB = 20 * math.log10(LOUD / 32768) - SILENT_DBFS  # -30.3 dBFS over -100
 
 
 def frame(value: int = 0) -> Frame:
@@ -103,7 +105,7 @@ def test_session_wake_listen_interims_final_idle_in_order() -> None:
     m = machine(FakeTranscriber(script))
     events = run(m, [frame(), frame(LOUD), *[frame()] * 4])
     assert events == [
-        WakeDetected("id1", "hey_jarvis", 0.9),
+        WakeDetected("id1", "hey_jarvis", 0.9, pytest.approx(LOUD_OVER_SILENCE_DB, abs=0.01)),
         Listening("id1", "id2"),
         Interim("id1", "id2", "turn", 1),
         Interim("id1", "id2", "turn on", 2),
@@ -339,3 +341,80 @@ def test_session_words_heard_then_withdrawn_end_after_the_trailing_silence() -> 
     """An interim went out, then Vosk took the words back: no 15 s wait for max_utterance."""
     script = [SttUpdate("volume")] * 3 + [SttUpdate("")] * 40
     assert frames_until_final(script, trailing_s=0.8) == 4 + 10  # emptied on frame 4
+
+
+# --- the wake word's level, for arbitration ------------------------------------------------
+
+
+def test_speech_level_is_the_loudest_frame_over_the_floor() -> None:
+    frames = [frame(10), frame(LOUD), frame(100)]
+    assert speech_level_db(frames, -60.0) == pytest.approx(20 * math.log10(LOUD / 32768) + 60)
+
+
+def test_wake_level_uses_the_last_second_and_the_voice_trackers_floor() -> None:
+    voice = VoiceEnd()
+    m = SessionMachine(
+        detector=FakeDetector(),
+        transcriber=FakeTranscriber([SttUpdate("", HELLO)]),
+        voice=voice,
+        new_id=lambda: "s",
+    )
+    louder_long_ago = [frame(20000), *[frame(30)] * seconds(1.5)]
+    events = run(m, [*[frame(30)] * 10, *louder_long_ago, frame(300), frame(LOUD)])
+    wake = events[0]
+    assert isinstance(wake, WakeDetected)
+    assert voice.floor_dbfs == pytest.approx(20 * math.log10(30 / 32768), abs=0.01)
+    # LOUD is the loudest frame of the last second; 20000 was heard 1.6 s before.
+    assert wake.level_db == pytest.approx(20 * math.log10(LOUD / 30), abs=0.01)
+
+
+@dataclass
+class NthFrameDetector:
+    """Fires on the `nth` frame it is given."""
+
+    nth: int
+    seen: int = 0
+
+    def process(self, f: Frame) -> Detection | None:
+        self.seen += 1
+        return Detection("hey_jarvis", 0.9) if self.seen == self.nth else None
+
+    def reset(self) -> None:
+        pass
+
+
+def test_wake_level_is_the_same_number_at_any_gain() -> None:
+    def level(gain: float) -> float:
+        m = SessionMachine(
+            detector=NthFrameDetector(21), transcriber=FakeTranscriber([SttUpdate("", HELLO)])
+        )
+        quiet, voice = frame(round(40 * gain)), frame(round(800 * gain))
+        (wake, _) = run(m, [*[quiet] * 20, voice])
+        assert isinstance(wake, WakeDetected)
+        return wake.level_db
+
+    assert level(1.0) == pytest.approx(level(0.25), abs=0.1)
+    assert level(1.0) == pytest.approx(20 * math.log10(800 / 40), abs=0.1)
+
+
+def test_a_short_preroll_still_measures_a_second_and_hands_over_only_the_preroll() -> None:
+    t = FakeTranscriber([SttUpdate("", HELLO)])
+    m = machine(t, preroll_s=0.16)
+    events = run(m, [frame(30), frame(5000), *[frame(30)] * 8, frame(LOUD), frame()])
+    assert isinstance(events[0], WakeDetected)
+    assert events[0].level_db == pytest.approx(20 * math.log10(5000 / 30), abs=0.01)
+    assert t.prerolls == [2 * FRAME_SAMPLES]
+
+
+def test_abandon_ends_that_sessions_utterance_without_a_final() -> None:
+    t = FakeTranscriber([SttUpdate("turn"), SttUpdate("turn on")])
+    m = machine(t)
+    events = run(m, [frame(LOUD), frame()])
+    session = events[0].session_id  # type: ignore[attr-defined]
+    assert m.abandon("another session") == []
+    assert m.abandon(session) == [Idle(session, EndReason.LOST)]
+    assert not m.listening
+    assert m.abandon(session) == []
+    # Re-armed as after any session: refractory, then a new wake word opens a new session.
+    assert run(m, [frame(LOUD)] * seconds(2.0)) == []
+    assert isinstance(run(m, [frame(LOUD)])[0], WakeDetected)
