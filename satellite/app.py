@@ -327,15 +327,16 @@ class Satellite:
                 return plan
             if plan.room:
                 self._reload_room(settings)
-            if link is not None:
-                self._replace_link(settings, link)
             if plan.room or plan.arbitration:
+                # Before a new link starts: the peers' statuses it brings go to the new group.
                 arbitration = settings.arbitration
                 self.arbiter.reconfigure(
                     _identity(settings),
                     enabled=arbitration.enabled,
                     window_ms=arbitration.window_ms,
                 )
+            if link is not None:
+                self._replace_link(settings, link)
             swap = Swap(
                 machine=(lambda: build_machine(settings, engines)) if plan.machine else None,
                 capture=self._make_capture(settings) if plan.audio else None,

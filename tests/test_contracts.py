@@ -12,16 +12,22 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 from pydantic import ValidationError
 
+from satellite.arbitration import Identity, WakeArbiter
 from satellite.config import MqttSettings
 from satellite.contracts import (
     SCHEMA_MODELS,
     Command,
     GatewayState,
     OverlayHint,
+    PeerClaim,
+    PeerResult,
+    PeerStatus,
     StateMessage,
     StatusMessage,
     TranscriptFinal,
     TranscriptInterim,
+    WakeClaim,
+    WakeResult,
     new_id,
     now_ms,
     write_schemas,
@@ -339,3 +345,50 @@ def test_timestamps_are_epoch_milliseconds() -> None:
     for stamp in stamps:
         assert isinstance(stamp, int)
         assert before - 1 <= stamp <= after + 1
+
+
+# --- arbitration: claims and results ---------------------------------------------------------
+
+
+def household_messages() -> list[WakeClaim | WakeResult]:
+    """The claim and result a satellite alone on the broker publishes for a wake word."""
+    sent: list[WakeClaim | WakeResult] = []
+    arbiter = WakeArbiter(
+        identity=Identity("pi-salon", "salon", "home"),
+        enabled=True,
+        window_ms=200,
+        deliver=lambda event: None,
+        send=sent.append,
+        abandon=lambda session: None,
+        connected=lambda: True,
+    )
+    arbiter.on_event(WakeDetected(SID, "hey_jarvis", 0.87, 21.37), now_ms())
+    return sent
+
+
+def test_claims_and_results_meet_their_schemas_and_the_tolerant_readers(tmp_path: Path) -> None:
+    write_schemas(tmp_path)
+    claim, result = household_messages()
+    claim_payload, result_payload = json.loads(claim.to_json()), json.loads(result.to_json())
+    validator(tmp_path, "wake_claim").validate(claim_payload)
+    validator(tmp_path, "wake_result").validate(result_payload)
+    assert claim_payload["level_db"] == 21.4 and claim_payload["group"] == "home"
+    assert result_payload["outcome"] == "alone" and result_payload["winner"] == "pi-salon"
+    assert result_payload["claims"] == [claim_payload["claim_id"]]
+    assert PeerClaim.model_validate_json(claim.to_json()).level_db == 21.4
+    assert PeerResult.model_validate_json(result.to_json()).outcome == "alone"
+    assert not validator(tmp_path, "wake_claim").is_valid(claim_payload | {"colour": "red"})
+    assert not validator(tmp_path, "wake_result").is_valid(result_payload | {"outcome": "tie"})
+
+
+def test_the_status_names_the_group_and_counts_wins_and_losses(tmp_path: Path) -> None:
+    write_schemas(tmp_path)
+    counters = {
+        "invalid_messages": 0, "dropped_frames": 0, "wake_detections": 3, "sessions": 2,
+        "retained_commands": 0, "arbitration_wins": 2, "arbitration_losses": 1,
+    }  # fmt: skip
+    status = StatusMessage(**status_fields(group="home", counters=counters))
+    validator(tmp_path, "status").validate(json.loads(status.to_json()))
+    described = StatusMessage.model_json_schema()["properties"]["group"]["description"]
+    assert "arbitration" in described
+    assert PeerStatus.model_validate_json(status.to_json()).group == "home"

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from satellite.config import MqttSettings
+from satellite.contracts import PeerClaim, PeerResult, PeerStatus
 from satellite.control import (
     TICK,
+    ArbitrationDecided,
     ButtonPressed,
     ConnectionChanged,
     Controller,
@@ -469,3 +471,76 @@ def test_control_the_first_change_after_the_birth_status_is_not_held_back() -> N
     assert h.views == [RoomView("idle", False, "idle"), view] and view.state == "error"
     h.send(SessionEvent(FaultChanged("f2", None)))
     assert len(h.views) == 2  # the next one waits for STATUS_INTERVAL_S
+
+
+# --- the household (arbitration) -------------------------------------------------------------
+
+GROUP_TOPICS = Topics(room_id="salon", satellite_id="sat1", mqtt=MqttSettings(), group="home")
+CLAIM = "v1/voice_assistant/household/home/wake/claim"
+RESULT = "v1/voice_assistant/household/home/wake/result"
+PEER_STATUS = "v1/voice_assistant/room/kitchen/satellite/sat2/status"
+A_CLAIM = (
+    b'{"claim_id":"c1","satellite_id":"sat2","group":"home","score":0.8,"level_db":20.0,'
+    b'"detected_at":1700000000000}'
+)
+A_RESULT = (
+    b'{"claim_id":"c1","satellite_id":"sat2","group":"home","outcome":"won","winner":"sat2",'
+    b'"detected_at":1700000000000}'
+)
+
+
+@dataclass
+class FakeHousehold:
+    heard: list[tuple[str, object]] = field(default_factory=list)
+
+    def claim_received(self, message: PeerClaim) -> None:
+        self.heard.append(("claim", message.claim_id))
+
+    def result_received(self, message: PeerResult) -> None:
+        self.heard.append(("result", message.outcome))
+
+    def peer_status(self, satellite_id: str, message: PeerStatus) -> None:
+        self.heard.append(("status", (satellite_id, message.online)))
+
+    def connection(self, connected: bool) -> None:
+        self.heard.append(("connection", connected))
+
+
+def test_control_hands_claims_results_statuses_and_the_connection_to_the_arbiter() -> None:
+    household = FakeHousehold()
+    controller = bare_controller(topics=GROUP_TOPICS, household=household)
+    for item in [
+        MqttMessage(PEER_STATUS, b'{"online":true,"satellite_id":"sat2","group":"home"}', True),
+        MqttMessage(CLAIM, A_CLAIM),
+        MqttMessage(RESULT, A_RESULT),
+        ConnectionChanged(False),
+    ]:
+        controller.handle(item)
+    assert household.heard == [
+        ("status", ("sat2", True)),
+        ("claim", "c1"),
+        ("result", "won"),
+        ("connection", False),
+    ]
+    assert controller.counters.invalid_messages == 0
+
+
+def test_control_garbage_and_retained_claims_never_reach_the_arbiter() -> None:
+    household = FakeHousehold()
+    controller = bare_controller(topics=GROUP_TOPICS, household=household)
+    controller.handle(MqttMessage(CLAIM, b'{"claim_id": 1}'))
+    controller.handle(MqttMessage(CLAIM, b"\x00garbage"))
+    controller.handle(MqttMessage(CLAIM, A_CLAIM, retained=True))  # stale by nature
+    controller.handle(MqttMessage(RESULT, A_RESULT, retained=True))
+    assert household.heard == []
+    assert controller.counters.invalid_messages == 2
+
+
+def test_control_counts_arbitration_wins_and_losses(harness: Harness) -> None:
+    harness.send(ArbitrationDecided(won=True), SessionEvent(WakeDetected("s1", "hey_jarvis", 0.9)))
+    view = harness.send(ArbitrationDecided(won=False))
+    counters = harness.controller.counters
+    assert (counters.arbitration_wins, counters.arbitration_losses) == (1, 1)
+    assert counters.wake_detections == 2  # the lost one was heard too
+    assert counters.sessions == 0
+    assert view.led == "wake_detected"  # a loss shows nothing

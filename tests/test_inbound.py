@@ -9,11 +9,14 @@ from hypothesis import strategies as st
 
 from satellite.config import MqttSettings
 from satellite.inbound import (
+    ClaimReceived,
     Cleared,
     CommandReceived,
     GatewayStateReceived,
     OverlayHintReceived,
+    PeerStatusReceived,
     Rejected,
+    ResultReceived,
     parse_inbound,
 )
 from satellite.topics import Topics
@@ -100,3 +103,58 @@ def test_random_json_never_raises(topic: str, value: object) -> None:
 def test_huge_integers_and_non_utf8_encodings_are_rejected() -> None:
     assert isinstance(parse(STATE, b'{"state": ' + b"9" * 5000 + b"}"), Rejected)
     assert isinstance(parse(STATE, '{"state": "idle"}'.encode("utf-16")), Rejected)
+
+
+# --- the household: claims, results, statuses (arbitration) --------------------------------
+
+GROUP_TOPICS = Topics(room_id="salon", satellite_id="sat1", mqtt=MqttSettings(), group="home")
+CLAIM = "v1/voice_assistant/household/home/wake/claim"
+RESULT = "v1/voice_assistant/household/home/wake/result"
+PEER_STATUS = "v1/voice_assistant/room/kitchen/satellite/sat2/status"
+A_CLAIM = {
+    "claim_id": "c1", "satellite_id": "sat2", "room_id": "kitchen", "group": "home",
+    "wake_word": "hey_jarvis", "score": 0.8, "level_db": 21.5, "detected_at": 1_700_000_000_000,
+    "timestamp": 1_700_000_000_003, "message_id": "m1", "firmware": "next year's",
+}  # fmt: skip
+
+
+def parse_household(topic: str, payload: bytes) -> object:
+    return parse_inbound(topic, payload, topics=GROUP_TOPICS, max_bytes=LIMIT)
+
+
+def test_claims_results_and_peer_statuses_are_read_tolerantly() -> None:
+    claim = parse_household(CLAIM, json.dumps(A_CLAIM).encode())
+    assert isinstance(claim, ClaimReceived)
+    assert (claim.message.satellite_id, claim.message.level_db) == ("sat2", 21.5)
+    result = parse_household(
+        RESULT,
+        b'{"claim_id":"c1","satellite_id":"sat2","group":"home","outcome":"won",'
+        b'"winner":"sat2","detected_at":1700000000000,"claims":["c1"],"new":1}',
+    )
+    assert isinstance(result, ResultReceived) and result.message.outcome == "won"
+    status = parse_household(PEER_STATUS, b'{"online":true,"satellite_id":"x","group":"home"}')
+    assert isinstance(status, PeerStatusReceived)
+    assert status.satellite_id == "sat2"  # whose status it is: the topic says
+    old = parse_household(PEER_STATUS, b'{"online":false,"room_id":"kitchen","satellite_id":"s"}')
+    assert isinstance(old, PeerStatusReceived) and old.message.group is None
+
+
+def test_garbage_claims_are_rejected_with_a_reason() -> None:
+    for payload in [
+        b"\xff garbage",
+        b"[]",
+        json.dumps({**A_CLAIM, "score": 7}).encode(),
+        json.dumps({**A_CLAIM, "level_db": "loud"}).encode(),
+        json.dumps({**A_CLAIM, "level_db": float("inf")}).encode(),  # json reads Infinity
+        json.dumps({**A_CLAIM, "score": float("nan")}).encode(),
+        json.dumps({k: v for k, v in A_CLAIM.items() if k != "detected_at"}).encode(),
+        json.dumps({**A_CLAIM, "satellite_id": ""}).encode(),
+        json.dumps({**A_CLAIM, "claim_id": "x" * 1000}).encode(),
+    ]:
+        got = parse_household(CLAIM, payload)
+        assert isinstance(got, Rejected) and got.reason, payload[:40]
+
+
+def test_without_a_group_household_topics_are_not_read() -> None:
+    got = parse(CLAIM, json.dumps(A_CLAIM).encode())
+    assert isinstance(got, Rejected) and "not a topic" in got.reason

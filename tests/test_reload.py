@@ -40,6 +40,10 @@ def settings(**changes: Any) -> Settings:
         ({"mqtt": {"keepalive_s": 60}}, ["link", "room"]),
         ({"satellite_id": "sat2"}, ["link", "room"]),
         ({"room_id": "kitchen"}, ["link", "room"]),
+        ({"arbitration": {"window_ms": 300}}, ["arbitration"]),
+        # Other subscriptions: a new link (its offline queue moves over).
+        ({"arbitration": {"group": "flat-2"}}, ["link", "room", "arbitration"]),
+        ({"arbitration": {"enabled": False}}, ["link", "room", "arbitration"]),
     ],
 )
 def test_plan_changes_only_what_differs(changes: dict[str, Any], expected: list[str]) -> None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from satellite.config import MqttSettings
-from satellite.topics import QOS, SatelliteTopic, SessionTopic, Topics, TopicTree, TopicType
+from satellite.topics import (
+    QOS,
+    HouseholdMessageTopic,
+    HouseholdTopic,
+    SatelliteTopic,
+    SessionTopic,
+    Topics,
+    TopicTree,
+    TopicType,
+)
 
 SID = "3f2b9c1e-8d4a-4e2f-9a6b-1c2d3e4f5a6b"
 
@@ -210,3 +219,54 @@ def test_qos_per_topic_type() -> None:
     assert QOS[TopicType.STATE] == 1
     assert QOS[TopicType.INTERIM] == 0
     assert QOS[TopicType.FINAL] == 1
+
+
+# --- the household topics (arbitration) ------------------------------------------------------
+
+
+def household_topics(**mqtt: object) -> Topics:
+    return Topics(room_id="salon", satellite_id="pi-salon", mqtt=MqttSettings(**mqtt), group="home")
+
+
+def test_household_topics_are_shared_by_the_group_above_the_rooms() -> None:
+    t = household_topics()
+    assert t.household(HouseholdTopic.CLAIM) == "v1/voice_assistant/household/home/wake/claim"
+    assert t.household(HouseholdTopic.RESULT) == "v1/voice_assistant/household/home/wake/result"
+    assert household_topics(topic_version="").household(HouseholdTopic.CLAIM) == (
+        "voice_assistant/household/home/wake/claim"
+    )
+    with pytest.raises(ValueError, match="arbitration is off"):
+        topics().household(HouseholdTopic.CLAIM)
+
+
+def test_with_a_group_it_subscribes_to_claims_results_and_every_status_once() -> None:
+    assert household_topics(dual_publish=True).subscriptions()[6:] == [
+        "v1/voice_assistant/household/home/wake/claim",
+        "v1/voice_assistant/household/home/wake/result",
+        "v1/voice_assistant/room/+/satellite/+/status",
+    ]
+    assert len(topics().subscriptions()) == 3  # arbitration off: nothing of the household
+
+
+def test_parse_household_tells_claims_results_and_statuses_from_the_rest() -> None:
+    t = household_topics()
+    claim, result = t.household(HouseholdTopic.CLAIM), t.household(HouseholdTopic.RESULT)
+    assert t.parse_household(claim) == HouseholdMessageTopic(HouseholdTopic.CLAIM)
+    assert t.parse_household(result) == HouseholdMessageTopic(HouseholdTopic.RESULT)
+    assert t.parse_household("v1/voice_assistant/room/kitchen/satellite/pi-k/status") == (
+        HouseholdMessageTopic(SatelliteTopic.STATUS, "pi-k")
+    )
+    for other in [
+        "v1/voice_assistant/household/flat-2/wake/claim",  # another group
+        "v1/voice_assistant/room/kitchen/satellite/pi-k/command",
+        "v1/voice_assistant/room/salon/session/s1/state",
+        "voice_assistant/room/kitchen/satellite/pi-k/status",  # the v0 tree
+        "v1/voice_assistant/room/kitchen/satellite//status",
+    ]:
+        assert t.parse_household(other) is None, other
+    assert topics().parse_household(claim) is None  # arbitration off
+
+
+def test_bad_group_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        Topics(room_id="salon", satellite_id="pi", mqtt=MqttSettings(), group="a/b")
