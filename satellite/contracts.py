@@ -237,6 +237,8 @@ class PeerClaim(Inbound):
     score: float = Field(ge=0, le=1)
     level_db: float = Field(ge=-200, le=200)
     detected_at: int = Field(ge=0)
+    room_id: str | None = None  # shown by `satellite listen`
+    wake_word: str | None = None
 
 
 class PeerResult(Inbound):
@@ -248,6 +250,8 @@ class PeerResult(Inbound):
     outcome: str = Field(max_length=64)
     winner: PeerId
     detected_at: int = Field(ge=0)
+    room_id: str | None = None  # shown by `satellite listen`
+    claims: list[str] = Field(default_factory=list)
 
 
 class PeerStatus(Inbound):

@@ -1,4 +1,5 @@
-"""`satellite listen`: a live terminal view of the level, wake scores, gate and transcripts."""
+"""`satellite listen`: a live terminal view of the level, wake scores, gate and transcripts,
+and, when the broker can be reached, the claims and results of the arbitration group."""
 
 from __future__ import annotations
 
@@ -26,21 +27,26 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from satellite.assemble import build_machine
+from satellite.assemble import build_machine, build_outbox
 from satellite.audio import Capture, FrameAssembler
 from satellite.audio_health import native_stderr_silenced
 from satellite.config import EX_CONFIG, Settings, load_settings
+from satellite.contracts import new_id
 from satellite.errors import ConfigError, SatelliteError
 from satellite.frames import Frame, frames_for
 from satellite.gate import GatedDetector
+from satellite.inbound import ClaimReceived, ResultReceived, parse_inbound
 from satellite.logs import setup_logging
+from satellite.mqtt import MqttLink
 from satellite.session import Event, Final, Idle, Interim, Listening, SessionMachine, WakeDetected
+from satellite.topics import HouseholdTopic
 from satellite.wake import OwwDetector
 
 REFRESH_PER_S = 10
 FLOOR_DBFS = -60.0  # the left end of the level bar
 BAR_WIDTH = 40
 FINALS_SHOWN = 5
+HOUSEHOLD_SHOWN = 6  # claims and results of the group
 # A wake score lasts a frame or two: the bar also shows the highest of the last 2 s.
 _HOLD_FRAMES = frames_for(2.0)
 _CLIP_DBFS = -0.1
@@ -121,13 +127,16 @@ class ListenView:
         self._scores = dict.fromkeys(models, 0.0)
         self._recent: dict[str, deque[float]] = {m: deque(maxlen=_HOLD_FRAMES) for m in models}
         self._listening_since: float | None = None
-        self._last_wake: tuple[str, float, float] | None = None  # word, score, wall time
+        self._last_wake: WakeDetected | None = None
+        self._last_wake_at = 0.0  # wall time
         self._last_end = ""
         self._partial = ""
         self._finals: deque[Heard] = deque(maxlen=FINALS_SHOWN)
         self._frames = 0
         self._mic = MicStatus("", 0, None, 0)
         self._gate: GateView | None = None
+        self._household_state = ""  # empty: no household row
+        self._household: deque[Text] = deque(maxlen=HOUSEHOLD_SHOWN)
 
     def observe(
         self,
@@ -153,9 +162,20 @@ class ListenView:
         with self._lock:
             self._mic = mic
 
+    def set_household(self, state: str) -> None:
+        """What the group row says: the group and whether the broker is reached."""
+        with self._lock:
+            self._household_state = state
+
+    def heard_household(self, told: ClaimReceived | ResultReceived) -> None:
+        """A claim or result of the group, shown with its arrival time."""
+        row = _household_row(told, time.time())
+        with self._lock:
+            self._household.append(row)
+
     def _apply(self, event: Event) -> None:
         if isinstance(event, WakeDetected):
-            self._last_wake = (event.wake_word, event.score, time.time())
+            self._last_wake, self._last_wake_at = event, time.time()
         elif isinstance(event, Listening):
             self._listening_since, self._partial = time.monotonic(), ""
         elif isinstance(event, Interim):
@@ -180,6 +200,10 @@ class ListenView:
             grid.add_row("partial", Text(self._partial or "…", style="italic"))
             for heard in self._finals:
                 grid.add_row("final", _final_row(heard))
+            if self._household_state:
+                grid.add_row("group", Text(self._household_state))
+                for row in self._household:
+                    grid.add_row("", row)
             return Panel(grid, title=self.title, subtitle=self._footer(), title_align="left")
 
     def _level_row(self) -> Text:
@@ -224,9 +248,12 @@ class ListenView:
             row = Text(f"listening {time.monotonic() - self._listening_since:4.1f} s", "bold green")
         else:
             row = Text("idle (wake word armed)" if self._mic.fault is None else "idle")
-        if self._last_wake is not None:
-            word, score, at = self._last_wake
-            row.append(f"  ·  last wake {word} {score:.2f} at {_clock(at)}")
+        wake = self._last_wake
+        if wake is not None:
+            row.append(
+                f"  ·  last wake {wake.wake_word} {wake.score:.2f} at {_clock(self._last_wake_at)}"
+                f", {wake.level_db:.1f} dB over the floor"
+            )
         if self._last_end:
             row.append(f"  ·  last end: {self._last_end}")
         return row
@@ -244,6 +271,69 @@ def _final_row(heard: Heard) -> Text:
     row.append(heard.text, style="bold")
     row.append(f"  ({heard.confidence:.2f})", style="dim")
     return row
+
+
+def _household_row(told: ClaimReceived | ResultReceived, at: float) -> Text:
+    message = told.message
+    clock = time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
+    who = f"{message.room_id or '?'}/{message.satellite_id}"
+    if isinstance(told, ClaimReceived):
+        claim = told.message
+        row = Text(f"{clock}  claim   {who}  {claim.wake_word or '?'} {claim.score:.2f}  ")
+        row.append(f"{claim.level_db:.1f} dB", style="bold")
+        return row
+    result = told.message
+    row = Text(f"{clock}  result  {who}  ")
+    row.append(result.outcome, style="bold green" if result.outcome == "won" else "")
+    row.append(f"  winner {result.winner}  ({len(result.claims)} claims)")
+    return row
+
+
+class HouseholdFeed:
+    """The group's claims and results from the broker, for the view; nothing is published.
+
+    paho's network thread runs `_on_message` and `_on_connection`: they only update the view,
+    which takes its own lock.
+    """
+
+    def __init__(self, settings: Settings, view: ListenView) -> None:
+        self.view = view
+        self.topics = build_outbox(settings).topics
+        self.max_bytes = settings.mqtt.max_payload_bytes
+        self.where = (
+            f"group {settings.arbitration.group} on {settings.mqtt.host}:{settings.mqtt.port}"
+        )
+        filters = [self.topics.household(kind) for kind in HouseholdTopic]
+        client = f"satellite-listen-{settings.room_id}-{settings.satellite_id}-{new_id()[:8]}"
+        self.link = MqttLink(
+            settings.mqtt,
+            client_id=client,
+            subscriptions=filters,
+            on_message=self._on_message,
+            on_connection_change=self._on_connection,
+            logger=logging.getLogger(f"{__name__}.mqtt"),
+        )
+
+    def start(self) -> None:
+        """Connect in the background; a login that cannot work is shown, not raised."""
+        self.view.set_household(f"{self.where}: connecting…")
+        try:
+            self.link.start()
+        except SatelliteError as exc:
+            self.view.set_household(f"{self.where}: not shown ({exc})")
+
+    def close(self) -> None:
+        """Disconnect; idempotent."""
+        self.link.close()
+
+    def _on_connection(self, connected: bool) -> None:
+        state = "claims and results" if connected else "broker not reached, retrying"
+        self.view.set_household(f"{self.where}: {state}")
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        told = parse_inbound(topic, payload, topics=self.topics, max_bytes=self.max_bytes)
+        if isinstance(told, ClaimReceived | ResultReceived):
+            self.view.heard_household(told)
 
 
 def _fraction(dbfs: float) -> float:
@@ -347,11 +437,27 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         with (
             _logs_to(console),
             _keys_not_echoed(sys.stdin),
+            _household_shown(settings, view),
             Capture(settings.audio, on_fault=listener.on_fault) as capture,
             live,
         ):
             listener.run_until(capture, stop)
     return 0
+
+
+@contextlib.contextmanager
+def _household_shown(settings: Settings, view: ListenView) -> Iterator[None]:
+    """The group's claims and results on the view while it is shown (arbitration on)."""
+    if not settings.arbitration.enabled:
+        view.set_household("arbitration off: this satellite never waits for others")
+        yield
+        return
+    feed = HouseholdFeed(settings, view)
+    feed.start()
+    try:
+        yield
+    finally:
+        feed.close()
 
 
 def _view(settings: Settings) -> ListenView:

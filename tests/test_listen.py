@@ -16,9 +16,13 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from satellite.contracts import PeerClaim, PeerResult
+from satellite.inbound import ClaimReceived, ResultReceived
 from satellite.listen import ListenView, _keys_not_echoed, frame_level
 from satellite.session import EndReason, Event, Final, Idle, Listening, Transcript, WakeDetected
+from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
+from tests.support.mqtt_probe import Probe
 from tests.support.satellite_proc import ROOT, room_config
 from tests.support.speech import speak
 
@@ -118,14 +122,26 @@ def read_record(records: Path, name: str) -> str:
     return path.read_text(errors="replace") if path.exists() else f"<no {name}>"
 
 
+CLAIM_TOPIC = "v1/voice_assistant/household/home/wake/claim"
+RESULT_TOPIC = "v1/voice_assistant/household/home/wake/result"
+A_CLAIM = (
+    b'{"claim_id":"c1","satellite_id":"sat-k","room_id":"kitchen","group":"home",'
+    b'"wake_word":"hey_jarvis","score":0.82,"level_db":31.2,"detected_at":1700000000000}'
+)
+A_RESULT = (
+    b'{"claim_id":"c1","satellite_id":"sat-k","room_id":"kitchen","group":"home",'
+    b'"outcome":"won","winner":"sat-k","claims":["c1","c2","c3"],"detected_at":1700000000000}'
+)
+
+
 @pytest.mark.integration
 def test_listen_shows_level_wake_and_final_and_quits_on_ctrl_c(
-    tmp_path: Path, fifo_mic: FifoMic, tmux: Tmux, speech_cache: Path
+    tmp_path: Path, fifo_mic: FifoMic, tmux: Tmux, speech_cache: Path, broker: Broker
 ) -> None:
     utterance = speak(f"hey jarvis, {COMMAND}", cache_dir=speech_cache)
     records = tmp_path / "records"
     started = time.monotonic()
-    start_listen(tmux, room_config(tmp_path / "salon.toml", port=1883), records)
+    start_listen(tmux, room_config(tmp_path / "salon.toml", port=broker.port), records)
 
     quiet = wait_screen(tmux, lambda s: "frames" in s and "fifomic" in s, "the view", 20)
     assert peak_dbfs(quiet) < -50, quiet
@@ -134,6 +150,17 @@ def test_listen_shows_level_wake_and_final_and_quits_on_ctrl_c(
     woke = wait_screen(tmux, lambda s: wake_peak(s) >= 0.4, "hey_jarvis over 0.40", 10)
     heard = wait_screen(tmux, lambda s: bool(re.search(rf"final .*{COMMAND}", s)), "the final", 15)
     shown = time.monotonic() - started
+    assert "dB over the floor" in heard, heard
+
+    # The group's claims and results, from the broker (listen itself publishes none).
+    wait_screen(tmux, lambda s: "group home on 127.0.0.1" in s and "claims and results" in s,
+                "the group connected", 10)  # fmt: skip
+    with Probe(broker.host, broker.port, "v1/voice_assistant/household/#") as probe:
+        probe.publish(CLAIM_TOPIC, A_CLAIM)
+        probe.publish(RESULT_TOPIC, A_RESULT)
+        group = wait_screen(tmux, lambda s: "winner sat-k" in s, "the claim and result", 10)
+        assert [m.topic for m in probe.received()] == [CLAIM_TOPIC, RESULT_TOPIC]
+    assert "claim   kitchen/sat-k  hey_jarvis 0.82  31.2 dB" in group, group
 
     tmux("send-keys", "-t", "listen", "C-c")
     wait_screen(tmux, lambda _: tmux.pane("#{pane_dead}") == "1", "the exit", 5)
@@ -168,6 +195,23 @@ def test_listen_view_shows_level_scores_against_threshold_and_finals() -> None:
     assert "0.91  peak 0.91  threshold 0.50  WAKE" in text, text
     assert "last wake hey_jarvis 0.91" in text and "last end: final" in text, text
     assert re.search(rf"final +\d\d:\d\d:\d\d  {COMMAND}  \(0\.90\)", text), text
+
+
+def test_listen_view_shows_the_groups_claims_and_results() -> None:
+    view = ListenView(title="t", models=["hey_jarvis"], threshold=0.5)
+    view.set_household("group home on 127.0.0.1:1883: claims and results")
+    view.heard_household(ClaimReceived(PeerClaim.model_validate_json(A_CLAIM)))
+    view.heard_household(ResultReceived(PeerResult.model_validate_json(A_RESULT)))
+    view.observe(frame_level(np.zeros(1280, np.int16)), None, [WakeDetected("s", "x", 0.5, 12.34)])
+    console = Console(width=120, file=io.StringIO(), record=True)
+    console.print(view)
+    text = console.export_text()
+    assert "group    group home on 127.0.0.1:1883: claims and results" in text, text
+    assert re.search(
+        r"\d\d:\d\d:\d\d\.\d{3}  claim   kitchen/sat-k  hey_jarvis 0.82  31.2 dB", text
+    )
+    assert "result  kitchen/sat-k  won  winner sat-k  (3 claims)" in text, text
+    assert "12.3 dB over the floor" in text, text
 
 
 def test_listen_keys_not_echoed_while_shown_and_echo_restored() -> None:
