@@ -5,7 +5,8 @@ The exchange, on the group's household topics (satellite.topics.HouseholdTopic):
 1. On a detection a satellite publishes its claim at once: its `level_db` (how far the wake
    word stood over its room's noise floor), `score`, and `detected_at` (epoch ms).
 2. With no peer online in its group (the retained statuses say who is), or no broker, it
-   opens its session at once, as without arbitration, and says so (`alone`).
+   opens its session at once, as without arbitration (`wake_detected` goes out first, then
+   the claim and its result `alone`, for dashboards and for a peer that detects later).
 3. Otherwise it holds the new session's events for `window_ms` while the machine keeps
    listening (no audio is lost), and collects the peers' claims of the same utterance: those
    detected within the window + TOLERANCE_EXTRA_MS of its own, before it or after. Then each
@@ -318,15 +319,16 @@ class WakeArbiter:
             heard_at_ms,
         )
         connected = self._connected()
-        if connected:
-            self._send(self._claim_message(claim, wake.wake_word))
         if not connected or not self.household.peers:
+            # wake_detected first: alone, the claim is only news for dashboards and late peers.
+            self._deliver(wake)
             if connected:
+                self._send(self._claim_message(claim, wake.wake_word))
                 self._send(self._result(claim, Outcome.ALONE, claim.satellite_id, ()))
             why = "no peer online in group" if connected else "no broker to reach group"
             log.debug("wake word: %s %s; not waiting", why, identity.group)
-            self._deliver(wake)
             return
+        self._send(self._claim_message(claim, wake.wake_word))
         self._tokens += 1
         self._hold = _Hold(claim, wake.session_id, [(wake, heard_at_ms)], self._tokens)
         self._wait(self.household.window_ms, self._tokens, timed_out=False)
