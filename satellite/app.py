@@ -342,6 +342,12 @@ class Satellite:
                 capture=self._make_capture(settings) if plan.audio else None,
             )
             self.settings, self._engines = settings, engines
+            if plan.room:
+                # After the settings and the link: the status it publishes is the new one, on
+                # the new link (a status sent on the old one would never reach the new).
+                self._reconfigure_controller(settings)
+            if link is not None:
+                link.start()  # after the controller has the new topics to read what it brings
         if swap.machine is not None or swap.capture is not None:
             self.pipeline.replace(swap)
             if not swap.done.wait(timeout or settings.stt.max_utterance_s + 10.0):
@@ -350,7 +356,8 @@ class Satellite:
         return plan
 
     def _reload_room(self, settings: Settings) -> None:
-        """LEDs, button and the control side, for new LED/button/follow-up/topic settings."""
+        """LEDs, button, mute file and topics, for new LED/button/follow-up/topic settings
+        (the controller takes them once the reload has the new link: see `reload`)."""
         old = self.settings
         if (settings.leds, settings.button) != (old.leds, old.button):
             accessories = self._make_accessories(settings)  # ConfigError: nothing changed yet
@@ -360,7 +367,6 @@ class Satellite:
         if _mute_path(settings) != self.mute_store.path:
             self.mute_store = MuteStore(_mute_path(settings))
         self.outbox = build_outbox(settings)
-        self._reconfigure_controller(settings)
 
     def _reconfigure_controller(self, settings: Settings) -> None:
         if self.controller is None:
@@ -381,14 +387,14 @@ class Satellite:
         )
 
     def _replace_link(self, settings: Settings, link: MqttLink) -> None:
-        """Move to `link`: the offline queue goes with it, in order, ahead of what comes next."""
+        """Move to `link` (not started yet): the offline queue goes with it, in order, ahead
+        of what comes next."""
         old, self.link = self.link, link
         moved = old.take_queue()
         if self._status_elsewhere(settings) and old.connected:
             self._say_offline(old, build_outbox(self.settings))
         old.close()
         link.adopt(moved + old.take_queue())
-        link.start()
         if moved:
             log.info("reload: %d queued messages moved to the new MQTT link", len(moved))
 

@@ -201,7 +201,7 @@ class WakeClaim(Outbound):
         le=200,
         description="how loud the wake word was here: the loudest 80 ms frame of the last "
         "second before the detection over this room's noise floor (the quietest frame of the "
-        "last 5 s), dB, rounded to 0.1",
+        "last 5 s, at least -80 dBFS), dB, rounded to 0.1",
     )
     detected_at: int = Field(
         ge=0, description="Unix epoch milliseconds when the detecting audio was captured"

@@ -19,6 +19,9 @@ PAUSE_WAIT_S = 0.24
 # The wake word's level is its loudest frame in this much audio up to the detection, which
 # openWakeWord makes anywhere from inside "jarvis" to 0.4 s after it.
 LEVEL_WINDOW_S = 1.0
+# No microphone hears a room quieter than this; a floor of digital silence (a microphone whose
+# DSP gates its output, the test microphone's idle FIFO) would otherwise win every claim.
+QUIETEST_FLOOR_DBFS = -80.0
 
 
 @dataclass(frozen=True)
@@ -382,9 +385,10 @@ class SessionMachine:
 
 
 def speech_level_db(frames: Sequence[Frame], floor_dbfs: float) -> float:
-    """How loud a wake word was: its loudest 80 ms frame's RMS over the room's noise floor, dB.
+    """How loud a wake word was: its loudest 80 ms frame's RMS over the room's noise floor
+    (at least QUIETEST_FLOOR_DBFS), dB.
 
     Over the floor rather than in dBFS, so a microphone's gain does not count, only how well
     it heard the voice; what satellites compare to pick the one that answers.
     """
-    return max(rms_dbfs(frame) for frame in frames) - floor_dbfs
+    return max(rms_dbfs(frame) for frame in frames) - max(floor_dbfs, QUIETEST_FLOOR_DBFS)

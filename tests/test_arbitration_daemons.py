@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from benchmarks.signals import room_tone
+from satellite.reload_record import request_reload
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe, Received
@@ -500,3 +501,33 @@ def test_a_peer_that_dies_garbage_and_another_group_change_nothing(
 def counted(message: Received) -> int | None:
     value: int | None = body(message).get("counters", {}).get("invalid_messages")
     return value
+
+
+def test_a_reload_moves_the_satellite_to_another_group(
+    tmp_path: Path, broker: Broker, fifo_mic: FifoMic, speech_cache: Path
+) -> None:
+    config = room_config(tmp_path / "salon.toml", port=broker.port)
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    env = {**fifo_mic.env, "RUNTIME_DIRECTORY": str(runtime)}
+    with (
+        Probe(broker.host, broker.port, f"{TREE}/#") as probe,
+        SatelliteProcess(
+            ["run", "--config", str(config)], env=env, log_path=tmp_path / "log"
+        ) as sat,
+    ):
+        probe.wait_for(online("sat1"), 60)
+        room_config(config, port=broker.port, arbitration={"group": "flat-2", "window_ms": 300})
+        record = request_reload(sat.proc.pid, runtime / "reload", timeout=60.0)
+        assert record.ok and "arbitration" in record.outcome, record
+        probe.wait_for(lambda m: online("sat1")(m) and body(m).get("group") == "flat-2", 10)
+        mark = len(probe.received())
+        fifo_mic.feed(speak(f"hey jarvis, {COMMAND}", cache_dir=speech_cache))
+        claim = probe.wait_for(by("sat1", "claim"), 20, start=mark)
+        result = probe.wait_for(by("sat1", "result"), 5, start=mark)
+        probe.wait_for(is_final, 15, start=mark)
+        assert claim.topic == result.topic.replace("result", "claim")
+        assert claim.topic == f"{TREE}/household/flat-2/wake/claim"
+        assert body(result)["outcome"] == "alone"
+        assert sat.stop() == 0
+    assert "Traceback" not in sat.log()

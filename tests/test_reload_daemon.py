@@ -124,6 +124,7 @@ def test_twenty_reloads_cost_nothing_lasting(
         {"leds": {"brightness": 0.25}},
         {"wake": {"threshold": 0.45}},
         {"followup": {"enabled": True}},
+        {"arbitration": {"window_ms": 300}},
         {},
     ]
     with Probe(broker.host, broker.port, f"{ROOM}/#") as probe:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from satellite.frames import FRAME_S, FRAME_SAMPLES, SILENT_DBFS, Frame, split_frames
+from satellite.frames import FRAME_S, FRAME_SAMPLES, Frame, split_frames
 from satellite.gate import VoiceEnd
 from satellite.session import (
     PAUSE_WAIT_S,
@@ -31,7 +31,7 @@ from satellite.session import (
 )
 
 LOUD = 1000
-LOUD_OVER_SILENCE_DB = 20 * math.log10(LOUD / 32768) - SILENT_DBFS  # -30.3 dBFS over -100
+LOUD_OVER_SILENCE_DB = 20 * math.log10(LOUD / 32768) + 80  # -30.3 dBFS over the -80 clamp
 
 
 def frame(value: int = 0) -> Frame:
@@ -349,6 +349,8 @@ def test_session_words_heard_then_withdrawn_end_after_the_trailing_silence() -> 
 def test_speech_level_is_the_loudest_frame_over_the_floor() -> None:
     frames = [frame(10), frame(LOUD), frame(100)]
     assert speech_level_db(frames, -60.0) == pytest.approx(20 * math.log10(LOUD / 32768) + 60)
+    # A floor of digital silence counts as a very quiet room, not as an infinitely good one.
+    assert speech_level_db(frames, -100.0) == speech_level_db(frames, -80.0)
 
 
 def test_wake_level_uses_the_last_second_and_the_voice_trackers_floor() -> None:
