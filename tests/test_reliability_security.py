@@ -297,7 +297,7 @@ def test_a_tls_failure_is_logged_once_with_its_reason_and_retried(
         with MqttLink(settings, client_id=f"sat-tls-{host}") as link:
             link.start()
             attempts = lambda: broker.logs().count("New connection from")  # noqa: E731
-            wait_until(lambda: attempts() >= 4, 10, "four handshakes refused")
+            wait_until(lambda: attempts() >= 4, 30, "four handshakes refused")
             assert not link.connected
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings  # once per outage and reason, not once per attempt
