@@ -228,6 +228,7 @@ class Figures:
     loudest_won: int = 0
     one_session: int = 0
     exact_finals: int = 0
+    other_finals: list[str] = field(default_factory=list)
     claims_per_trial: list[int] = field(default_factory=list)
     decision_ms: list[float] = field(default_factory=list)  # claim -> result, every claimant
     winner_decision_ms: list[float] = field(default_factory=list)
@@ -278,7 +279,10 @@ def judge(rooms: list[Room], trials: list[Trial], probe: Probe) -> tuple[Figures
             continue
         figures.one_session += 1
         winner = room_of(wakes[0])
-        figures.exact_finals += body(finals[0])["text"] == COMMAND
+        text = body(finals[0])["text"]
+        figures.exact_finals += text == COMMAND
+        if text != COMMAND:
+            figures.other_finals.append(text)
         if winner == trial.loudest:
             figures.loudest_won += 1
         else:
@@ -328,7 +332,8 @@ def test_three_rooms_one_answer_from_the_loudest(
     print(
         f"\nthree rooms, {TRIALS} trials, window {WINDOW_MS} ms: one session in "
         f"{figures.one_session}, the loudest answered in {figures.loudest_won} "
-        f"({100 * figures.loudest_won / TRIALS:.0f} %), exact finals {figures.exact_finals}; "
+        f"({100 * figures.loudest_won / TRIALS:.0f} %), exact finals {figures.exact_finals} "
+        f"(others: {sorted(set(figures.other_finals))}); "
         f"claims per trial {sorted(set(figures.claims_per_trial))}; speech start spread "
         f"{min(figures.spread_ms):.0f}-{max(figures.spread_ms):.0f} ms; wins per room {wins}\n"
         f"decision (claim -> result on the broker): every claimant {spread(figures.decision_ms)}"
