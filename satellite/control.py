@@ -412,9 +412,9 @@ class Controller:
 
     def _overlay_hint(self, hint: OverlayHintReceived) -> None:
         if not hint.message.keep_open:
-            self.indicator.show_inbound("idle", "overlay_hint")
+            self.indicator.show_inbound("idle", "an overlay hint")
             return
-        self.indicator.show_inbound("attentive", "overlay_hint")
+        self.indicator.show_inbound("attentive", "an overlay hint")
         own = self._own_sessions.get(hint.session_id)
         if not self.follow_up.enabled or own is None or self.muted:
             return
