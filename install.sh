@@ -39,7 +39,7 @@ purge=0
 python=${PYTHON:-python3}
 # openWakeWord is installed without its declared dependencies: it declares tflite-runtime on
 # Linux, which has no wheels past Python 3.11 and breaks under numpy 2; we use its ONNX path.
-# What it needs at run time is in pyproject.toml (satellite/oww.py keeps its training-only
+# What it needs at run time is in pyproject.toml (satellite/audio/oww.py keeps its training-only
 # imports, scipy and scikit-learn, out of the daemon: they are dev-only, for the benchmarks).
 openwakeword_pin="openwakeword==0.6.0"
 speex_pin="speexdsp-ns==0.1.2"

@@ -32,7 +32,7 @@ from benchmarks.metrics import (
 )
 from benchmarks.replay import Run, run_corpus
 from satellite.config import Settings, load_settings
-from satellite.frames import FRAME_S
+from satellite.core.frames import FRAME_S
 from tests.support.satellite_proc import ROOT, room_config
 
 CACHE = ROOT / ".cache" / "accuracy"

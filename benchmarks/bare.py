@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from satellite.frames import SAMPLE_RATE, Frame
-from satellite.models import feature_model_paths, vosk_model_path, wake_model_path
-from satellite.models.sources import VOSK_MODEL
+from satellite.core.frames import SAMPLE_RATE, Frame
+from satellite.modelfiles import feature_model_paths, vosk_model_path, wake_model_path
+from satellite.modelfiles.sources import VOSK_MODEL
 
 
 class BareEngines:
@@ -65,7 +65,7 @@ def peak_rss_kb(pid: int | str = "self") -> int:
 
 def main(argv: list[str]) -> int:
     """Load both engines, run the WAV through both, print {"vmhwm_kb": ...}."""
-    from satellite.simulate import read_wav
+    from satellite.commands.simulate import read_wav
 
     models_dir, wav = Path(argv[0]), Path(argv[1])
     engines = BareEngines(models_dir, ["hey_jarvis"], VOSK_MODEL)

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from benchmarks.signals import VOICED_RMS, VOICED_WINDOW, Samples, room_tone
 from benchmarks.texts import COMMANDS, LONG_SPEEDS, NEAR_MISSES, WAKE_PHRASE, sentences
-from satellite.frames import SAMPLE_RATE
+from satellite.core.frames import SAMPLE_RATE
 from tests.support.speech import load_wav, save_wav, speak
 
 CORPUS_VERSION = 2

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from benchmarks.bare import BareEngines
-from satellite.frames import FRAME_S, Frame
-from satellite.session import SessionMachine, WakeDetected
+from satellite.core.frames import FRAME_S, Frame
+from satellite.core.session import SessionMachine, WakeDetected
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ from typing import Any
 from benchmarks.accuracy import base_settings
 from benchmarks.corpus import FULL, QUICK, Corpus, load_or_build
 from benchmarks.run import without_gate
-from satellite.assemble import build_machine
+from satellite.audio.gate import GatedDetector
 from satellite.config import Settings
-from satellite.frames import FRAME_S, Frame, split_frames
-from satellite.gate import GatedDetector
-from satellite.session import WakeDetector
+from satellite.core.frames import FRAME_S, Frame, split_frames
+from satellite.core.session import WakeDetector
+from satellite.runtime.engines import build_machine
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,8 +29,8 @@ import numpy as np
 
 from benchmarks.bare import peak_rss_kb
 from benchmarks.signals import COMMAND, Samples, last_voiced_sample, room_tone
-from satellite.frames import FRAME_SAMPLES, SAMPLE_RATE, split_frames
-from satellite.session import SessionMachine
+from satellite.core.frames import FRAME_SAMPLES, SAMPLE_RATE, split_frames
+from satellite.core.session import SessionMachine
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe, Received

@@ -10,7 +10,7 @@ from typing import Any
 from benchmarks.corpus import Clip
 from benchmarks.replay import Run, Session
 from benchmarks.wer import corpus_wer, normalise
-from satellite.frames import FRAME_S
+from satellite.core.frames import FRAME_S
 
 WAKE_WORD = re.compile(r"\bjarvis\b")
 DEFAULT_SESSION_S = 3.0  # sweep lockout when the run had no session to measure

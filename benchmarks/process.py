@@ -32,8 +32,8 @@ import numpy as np
 from benchmarks import cpu, live
 from benchmarks.bare import BareEngines
 from benchmarks.signals import Samples, in_room, pad_to_frames, room_tone
-from satellite.frames import FRAME_S, SAMPLE_RATE, Frame, split_frames
-from satellite.session import SessionMachine
+from satellite.core.frames import FRAME_S, SAMPLE_RATE, Frame, split_frames
+from satellite.core.session import SessionMachine
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe
@@ -251,8 +251,8 @@ def bare_cpu(models_dir: Path, wav: Path, spans: list[tuple[int, int]]) -> dict[
 
 def bare_main(argv: list[str]) -> int:
     """`python -m benchmarks.process MODELS_DIR WAV SPANS`: print the bare loops' CPU."""
-    from satellite.models.sources import VOSK_MODEL
-    from satellite.simulate import read_wav
+    from satellite.commands.simulate import read_wav
+    from satellite.modelfiles.sources import VOSK_MODEL
 
     frames = read_wav(Path(argv[1]))
     spans: list[list[int]] = json.loads(argv[2])

@@ -26,16 +26,16 @@ import numpy as np
 from benchmarks.bare import BareEngines
 from benchmarks.corpus import Clip, Corpus, load
 from benchmarks.sweep import ScoreTrace
-from satellite.assemble import build_machine
 from satellite.config import Settings
-from satellite.frames import FRAME_SAMPLES, SAMPLE_RATE, Frame, frames_for, split_frames
-from satellite.session import Event, Final, Idle, SessionMachine, WakeDetected
+from satellite.core.frames import FRAME_SAMPLES, SAMPLE_RATE, Frame, frames_for, split_frames
+from satellite.core.session import Event, Final, Idle, SessionMachine, WakeDetected
+from satellite.runtime.engines import build_machine
 
 # A wake word counts for a clip when it is reported between the start of the speech and this
 # long after its end (openWakeWord fires a few frames after the word; commands follow it).
 DETECT_GRACE_S = 1.0
 CHUNK = 4  # clips per task
-SETTLE_S = 6.0  # longer than the silence gate's noise-floor window (satellite.gate, 5 s)
+SETTLE_S = 6.0  # longer than the silence gate's noise-floor window (satellite.audio.gate, 5 s)
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ import numpy as np
 from benchmarks import cpu, live, process
 from benchmarks.bare import BareEngines
 from benchmarks.signals import Speech, silence_stream
-from satellite.assemble import build_machine, load_engines
 from satellite.config import Settings, load_settings
-from satellite.frames import SAMPLE_RATE, Frame
-from satellite.session import SessionMachine
+from satellite.core.frames import SAMPLE_RATE, Frame
+from satellite.core.session import SessionMachine
+from satellite.runtime.engines import build_machine, load_engines
 from tests.support.broker import Broker
 from tests.support.satellite_proc import room_config
 from tests.support.speech import save_wav

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from satellite.frames import FRAME_SAMPLES, SAMPLE_RATE, Frame, split_frames
+from satellite.core.frames import FRAME_SAMPLES, SAMPLE_RATE, Frame, split_frames
 from tests.support.speech import speak
 
 WAKE_COMMAND = "hey jarvis, turn on the kitchen lights"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from satellite.frames import FRAME_S
+from satellite.core.frames import FRAME_S
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 PATIENCES = (1, 2, 3)

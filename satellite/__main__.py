@@ -2,6 +2,6 @@
 
 import sys
 
-from satellite.cli import main
+from satellite.commands.cli import main
 
 sys.exit(main())

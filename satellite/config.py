@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from satellite.errors import ConfigError
 from satellite.leds.patterns import check_pattern
-from satellite.topics import DEFAULT_BASE_PREFIX, check_topic_level
+from satellite.mqtt.topics import DEFAULT_BASE_PREFIX, check_topic_level
 
 EX_CONFIG = 78
 

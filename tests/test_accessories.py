@@ -11,9 +11,9 @@ import pytest
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from satellite.accessories import Accessories
 from satellite.config import ButtonSettings, LedSettings
 from satellite.errors import ConfigError
+from satellite.leds.accessories import Accessories
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe

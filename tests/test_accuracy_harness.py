@@ -13,7 +13,7 @@ from benchmarks.metrics import detected_session
 from benchmarks.replay import Runner
 from benchmarks.sweep import Rules, ScoreTrace, detections
 from benchmarks.wer import corpus_wer, normalise, wer, word_errors
-from satellite.frames import SAMPLE_RATE
+from satellite.core.frames import SAMPLE_RATE
 
 COMMAND = "turn on the kitchen lights"
 TINY = CorpusSpec(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from satellite.contracts import StatusMessage
+from satellite.mqtt.contracts import StatusMessage
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe, Received

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from satellite.arbitration import (
+from satellite.core.session import (
+    EndReason,
+    Event,
+    Idle,
+    Interim,
+    Listening,
+    MuteChanged,
+    WakeDetected,
+)
+from satellite.mqtt.arbitration import (
     CONFIRM_EXTRA_MS,
     TOLERANCE_EXTRA_MS,
     Claim,
@@ -23,16 +32,7 @@ from satellite.arbitration import (
     Verdict,
     WakeArbiter,
 )
-from satellite.contracts import PeerClaim, PeerResult, PeerStatus, WakeClaim, WakeResult
-from satellite.session import (
-    EndReason,
-    Event,
-    Idle,
-    Interim,
-    Listening,
-    MuteChanged,
-    WakeDetected,
-)
+from satellite.mqtt.contracts import PeerClaim, PeerResult, PeerStatus, WakeClaim, WakeResult
 
 WINDOW = 200
 T0 = 1_700_000_000_000  # epoch ms of our detection
@@ -351,7 +351,7 @@ def test_a_peer_that_dies_between_claim_and_decision_changes_nothing_for_us(
     rig.peer_claims("b", 30.0)  # louder, then never a word again
     rig.timers.fire()
     assert rig.delivered == []
-    with caplog.at_level(logging.WARNING, "satellite.arbitration"):
+    with caplog.at_level(logging.WARNING, "satellite.mqtt.arbitration"):
         assert rig.timers.fire() == (WINDOW + CONFIRM_EXTRA_MS) / 1000
     assert "no result from b" in caplog.text
     assert rig.delivered == SESSION

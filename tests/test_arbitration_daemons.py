@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from benchmarks.signals import room_tone
-from satellite.reload_record import request_reload
+from satellite.runtime.reload_record import request_reload
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe, Received

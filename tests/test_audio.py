@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from satellite.audio import (
+from satellite.audio.capture import (
     Capture,
     FrameAssembler,
     InputDevice,
@@ -21,8 +21,8 @@ from satellite.audio import (
     pick_device,
 )
 from satellite.config import AudioSettings
+from satellite.core.frames import FRAME_SAMPLES
 from satellite.errors import AudioError
-from satellite.frames import FRAME_SAMPLES
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe
@@ -205,7 +205,10 @@ def test_capture_missing_at_start_is_a_fault_then_recovers_without_raising(
 ) -> None:
     mic, faults = FakeMic(), Faults()
     mic.present = False
-    with caplog.at_level(logging.DEBUG, logger="satellite.audio"), fake_capture(mic, faults) as c:
+    with (
+        caplog.at_level(logging.DEBUG, logger="satellite.audio.capture"),
+        fake_capture(mic, faults) as c,
+    ):
         reason = faults.wait(1)
         assert reason == "microphone 'fake' unavailable: no capture device matches 'fake' " + (
             "(capture devices: none)"

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from satellite.check import (
+from satellite.commands.check import (
     TextReport,
     check_config,
     check_mute_state,
@@ -26,10 +26,10 @@ from satellite.check import (
     default_config,
     run,
 )
-from satellite.checks import Result, failed, level_bar, measure_level, passed
-from satellite.checks.bounded import Child, in_thread
+from satellite.commands.checks import Result, failed, level_bar, measure_level, passed
+from satellite.commands.checks.bounded import Child, in_thread
 from satellite.config import Settings
-from satellite.state_store import MuteStore, mute_file
+from satellite.runtime.mute_store import MuteStore, mute_file
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.full_tmpfs import needs_namespaces, on_a_full_tmpfs
@@ -43,10 +43,10 @@ PASSWORD = "correct horse"
 def check(
     config: Path, mic: FifoMic, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m satellite.check --config CONFIG ARGS` with the FIFO mic and mock GPIO."""
+    """`python -m satellite.commands.check --config CONFIG ARGS` with the FIFO mic and mock GPIO."""
     clean = {k: v for k, v in mic.env.items() if not k.startswith(("SATELLITE_", "MQTT_"))}
     return subprocess.run(
-        [sys.executable, "-m", "satellite.check", "--config", str(config), *args],
+        [sys.executable, "-m", "satellite.commands.check", "--config", str(config), *args],
         cwd=ROOT,
         env={**clean, "GPIOZERO_PIN_FACTORY": "mock", **(env or {})},
         capture_output=True,
@@ -321,7 +321,8 @@ def test_mute_state_line_fails_on_a_corrupt_file_saying_how_to_clear_it(tmp_path
 
 
 _CHECK_MUTE_STATE = (
-    "import json, sys; from pathlib import Path; from satellite.check import check_mute_state; "
+    "import json, sys; from pathlib import Path; "
+    "from satellite.commands.check import check_mute_state; "
     "from satellite.config import Settings; "
     "result = check_mute_state(Settings(room_id='salon', state_dir=Path(sys.argv[1]))); "
     "print(json.dumps([result.ok, result.detail, result.fix]))"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from satellite import __version__
-from satellite.contracts import SCHEMA_MODELS
+from satellite.mqtt.contracts import SCHEMA_MODELS
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = """\
@@ -177,7 +177,7 @@ def test_models_install_quiet_prints_nothing_when_installed(tmp_path: Path) -> N
 ENGINES = {"numpy", "paho", "onnxruntime", "vosk", "openwakeword", "gpiozero", "soxr", "pyaudio"}
 _IMPORTED = """
 import json, sys
-from satellite.cli import main
+from satellite.commands.cli import main
 try:
     code = main(sys.argv[1:])
 except SystemExit as exc:

@@ -9,7 +9,7 @@ import pytest
 
 from satellite.config import EX_CONFIG, MqttSettings, default_satellite_id, load_settings
 from satellite.errors import ConfigError, SatelliteError
-from satellite.topics import check_topic_level
+from satellite.mqtt.topics import check_topic_level
 
 EXAMPLE = """\
 room_id = "salon"

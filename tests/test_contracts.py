@@ -12,9 +12,19 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 from pydantic import ValidationError
 
-from satellite.arbitration import Identity, WakeArbiter
 from satellite.config import MqttSettings
-from satellite.contracts import (
+from satellite.core.session import (
+    EndReason,
+    Final,
+    Idle,
+    Interim,
+    Listening,
+    TimedWord,
+    Transcript,
+    WakeDetected,
+)
+from satellite.mqtt.arbitration import Identity, WakeArbiter
+from satellite.mqtt.contracts import (
     SCHEMA_MODELS,
     Command,
     GatewayState,
@@ -32,18 +42,8 @@ from satellite.contracts import (
     now_ms,
     write_schemas,
 )
-from satellite.outbox import Outbox, Outgoing
-from satellite.session import (
-    EndReason,
-    Final,
-    Idle,
-    Interim,
-    Listening,
-    TimedWord,
-    Transcript,
-    WakeDetected,
-)
-from satellite.topics import Topics, TopicType
+from satellite.mqtt.outbound import Outbox, Outgoing
+from satellite.mqtt.topics import Topics, TopicType
 
 SID = "3f2b9c1e-8d4a-4e2f-9a6b-1c2d3e4f5a6b"
 UTT = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"

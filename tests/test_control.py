@@ -10,8 +10,18 @@ from typing import Any
 import pytest
 
 from satellite.config import MqttSettings
-from satellite.contracts import PeerClaim, PeerResult, PeerStatus
-from satellite.control import (
+from satellite.core.session import (
+    EndReason,
+    FaultChanged,
+    Idle,
+    Listening,
+    MuteChanged,
+    WakeDetected,
+)
+from satellite.leds.patterns import Indicator as RealIndicator
+from satellite.mqtt.contracts import PeerClaim, PeerResult, PeerStatus
+from satellite.mqtt.topics import Topics
+from satellite.runtime.control import (
     TICK,
     ArbitrationDecided,
     ButtonPressed,
@@ -27,9 +37,6 @@ from satellite.control import (
     SessionEvent,
     SessionRequest,
 )
-from satellite.leds.patterns import Indicator as RealIndicator
-from satellite.session import EndReason, FaultChanged, Idle, Listening, MuteChanged, WakeDetected
-from satellite.topics import Topics
 
 TOPICS = Topics(room_id="salon", satellite_id="sat1", mqtt=MqttSettings())
 STATE = "v1/voice_assistant/room/salon/session/{}/state"
@@ -338,7 +345,7 @@ RETAINED_MUTE = MqttMessage(COMMAND, b'{"command":"mute"}', retained=True)
 def test_control_retained_commands_are_ignored_counted_and_warned_about_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="satellite.control")
+    caplog.set_level(logging.DEBUG, logger="satellite.runtime.control")
     h = Harness()
     h.send(RETAINED_MUTE, MqttMessage(COMMAND, b'{"command":"listen"}', retained=True))
     h.send(RETAINED_MUTE, MqttMessage(COMMAND, b'{"command":"nonsense"}', retained=True))
@@ -370,7 +377,7 @@ def test_control_retained_states_and_hints_are_not_commands() -> None:
 def test_control_an_empty_payload_clears_a_retained_message_and_is_no_error(
     topic: str, retained: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="satellite.control")
+    caplog.set_level(logging.DEBUG, logger="satellite.runtime.control")
     h = Harness(real_leds=True)
     view = h.send(MqttMessage(topic, b"", retained=retained))
     assert view.led == "idle" and h.requests == [] and h.saved == []
@@ -391,7 +398,7 @@ def keep_open(session: str) -> MqttMessage:
 def test_control_follow_ups_stop_at_the_cap_and_say_so_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="satellite.control")
+    caplog.set_level(logging.INFO, logger="satellite.runtime.control")
     h = Harness(follow_up=FollowUp(enabled=True, no_speech_timeout_s=3.0, max_per_session=2))
     h.send(SessionEvent(Listening("s1", "u1")), SessionEvent(Idle("s1", EndReason.FINAL)))
     for utterance in ("u2", "u3"):

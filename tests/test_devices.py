@@ -10,15 +10,15 @@ from typing import Any, ClassVar
 
 import pytest
 
+from satellite.commands.devices import DeviceReport, probe_devices, render
 from satellite.config import AudioSettings
-from satellite.devices import DeviceReport, probe_devices, render
 from tests.support.fifo_mic import FifoMic
 from tests.support.satellite_proc import ROOT, room_config
 
 
 def devices(mic: FifoMic, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "satellite.devices", *args],
+        [sys.executable, "-m", "satellite.commands.devices", *args],
         cwd=ROOT,
         env=mic.env,
         capture_output=True,

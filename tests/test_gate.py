@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks.signals import room_tone
-from satellite.frames import FRAME_S, SAMPLE_RATE, Frame, frames_for, split_frames
-from satellite.gate import (
+from satellite.audio.gate import (
     FLOOR_WINDOW_S,
     REPLAY_S,
     SILENT_DBFS,
@@ -19,9 +18,10 @@ from satellite.gate import (
     last_pause,
     rms_dbfs,
 )
-from satellite.models import feature_model_paths, wake_model_path
-from satellite.session import Detection
-from satellite.wake import OwwDetector
+from satellite.audio.wake import OwwDetector
+from satellite.core.frames import FRAME_S, SAMPLE_RATE, Frame, frames_for, split_frames
+from satellite.core.session import Detection
+from satellite.modelfiles import feature_model_paths, wake_model_path
 from tests.support.satellite_proc import models_dir
 from tests.support.speech import speak
 

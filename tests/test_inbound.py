@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from satellite.config import MqttSettings
-from satellite.inbound import (
+from satellite.mqtt.inbound import (
     ClaimReceived,
     Cleared,
     CommandReceived,
@@ -19,7 +19,7 @@ from satellite.inbound import (
     ResultReceived,
     parse_inbound,
 )
-from satellite.topics import Topics
+from satellite.mqtt.topics import Topics
 
 TOPICS = Topics(room_id="salon", satellite_id="sat1", mqtt=MqttSettings())
 STATE = "v1/voice_assistant/room/salon/session/s1/state"

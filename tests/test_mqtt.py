@@ -18,7 +18,7 @@ import pytest
 
 from satellite.config import MqttSettings
 from satellite.errors import ConfigError, MqttError
-from satellite.mqtt import MqttLink, reconnect_delay
+from satellite.mqtt.link import MqttLink, reconnect_delay
 from tests.support.broker import Broker, free_port
 from tests.support.mqtt_probe import Probe, Received
 
@@ -112,7 +112,7 @@ def test_on_message_says_retained_only_for_a_stored_message_sent_on_subscribe(
 def test_broker_down_at_start_connects_once_it_is_up(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="satellite.mqtt")
+    caplog.set_level(logging.DEBUG, logger="satellite.mqtt.link")
     broker = Broker(tmp_path / "broker", port=free_port())
     with MqttLink(settings_for(broker.host, broker.port), client_id="sat-late") as link:
         link.start()
@@ -167,7 +167,7 @@ WILL_CHILD = textwrap.dedent(
     """
     import sys, time
     from satellite.config import MqttSettings
-    from satellite.mqtt import MqttLink
+    from satellite.mqtt.link import MqttLink
 
     port, topic = int(sys.argv[1]), sys.argv[2]
     settings = MqttSettings(host="127.0.0.1", port=port, keepalive_s=5)
@@ -241,7 +241,7 @@ def test_on_message_that_raises_does_not_stop_later_messages(
         sender.publish(COMMAND, b"fine")
         assert received.get(timeout=WAIT) == (COMMAND, b"fine")
         assert link.connected
-    failures = [r for r in caplog.records if r.name == "satellite.mqtt" and r.exc_info]
+    failures = [r for r in caplog.records if r.name == "satellite.mqtt.link" and r.exc_info]
     assert len(failures) == 1
 
 
@@ -259,7 +259,7 @@ def test_publish_never_raises_while_disconnected(tmp_path: Path) -> None:
 def test_refused_connection_is_retried_with_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="satellite.mqtt")
+    caplog.set_level(logging.DEBUG, logger="satellite.mqtt.link")
     with Broker(tmp_path / "broker", extra_config="allow_anonymous false") as strict:
         settings = settings_for(strict.host, strict.port, username="nobody")
         with MqttLink(settings, client_id="sat-refused") as link:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from satellite.config import MqttSettings
-from satellite.mqtt_connect import connect_failure, tls_context
+from satellite.mqtt.connect import connect_failure, tls_context
 
 TLS = MqttSettings(host="broker.lan", port=8883, tls=True, ca_file=Path("/etc/satellite/ca.pem"))
 

@@ -14,14 +14,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from satellite.frames import split_frames
-from satellite.models import feature_model_paths, wake_model_path
-from satellite.oww import PINNED_VERSION, STAND_INS, _installed_version
+from satellite.audio.oww import PINNED_VERSION, STAND_INS, _installed_version
+from satellite.core.frames import split_frames
+from satellite.modelfiles import feature_model_paths, wake_model_path
 from tests.support.satellite_proc import models_dir
 from tests.support.speech import speak
 
 # Every module-level import of the openwakeword 0.6.0 modules the satellite loads. If an
-# upgrade changes one, the stand-ins in satellite/oww.py must be reviewed: this fails loudly.
+# upgrade changes one, the stand-ins in satellite/audio/oww.py must be reviewed: this fails loudly.
 PINNED_IMPORTS = {
     "__init__.py": {
         "os",
@@ -70,7 +70,7 @@ def test_the_pinned_modules_import_only_what_the_stand_ins_expect(module: str) -
 
 _LOAD = """
 import json, sys
-from satellite.oww import model_class
+from satellite.audio.oww import model_class
 model = model_class()
 import openwakeword, requests
 print(json.dumps({
@@ -98,7 +98,7 @@ def test_model_class_loads_without_scipy_sklearn_or_tqdm_and_leaves_real_imports
 
 
 def test_a_stand_in_called_is_a_clear_error() -> None:
-    from satellite.stand_ins import NotLoadedError, _stand_in
+    from satellite.audio.stand_ins import NotLoadedError, _stand_in
 
     module = _stand_in("requests", ("get",))
     with pytest.raises(NotLoadedError, match=r"requests\.get is not loaded"):
@@ -109,7 +109,7 @@ def test_a_stand_in_called_is_a_clear_error() -> None:
 def test_lean_sessions_score_every_frame_exactly_as_stock_openwakeword(speech_cache: Path) -> None:
     from openwakeword.model import Model
 
-    from satellite.wake import _load
+    from satellite.audio.wake import _load
 
     melspec, embedding = feature_model_paths(models_dir())
     path = wake_model_path(models_dir(), "hey_jarvis")
@@ -135,7 +135,7 @@ def test_lean_sessions_score_every_frame_exactly_as_stock_openwakeword(speech_ca
 
 @pytest.mark.integration
 def test_lean_sessions_reuse_openwakewords_own_predict_function() -> None:
-    from satellite.oww import lean_sessions
+    from satellite.audio.oww import lean_sessions
 
     model = SimpleNamespace(
         preprocessor=SimpleNamespace(melspec_model=None, embedding_model=None),

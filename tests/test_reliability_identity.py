@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from satellite.config import MqttSettings
-from satellite.contracts import new_id
-from satellite.mqtt import MqttLink
-from satellite.takeover import OwnStatus
+from satellite.mqtt.contracts import new_id
+from satellite.mqtt.link import MqttLink
+from satellite.mqtt.takeover import OwnStatus
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe
@@ -37,7 +37,7 @@ WAIT = 10.0
 
 
 def satellite_link(port: int, name: str) -> MqttLink:
-    """A link as satellite.app builds it: status birth and will with this instance's id."""
+    """A link as the runtime builds it: status birth and will with this instance's id."""
     instance_id = new_id()
 
     def status(online: bool) -> bytes:
@@ -52,7 +52,7 @@ def satellite_link(port: int, name: str) -> MqttLink:
         client_id=CLIENT_ID,
         will=(STATUS, status(False)),
         subscriptions=[COMMAND],
-        logger=logging.getLogger(f"satellite.mqtt.{name}"),
+        logger=logging.getLogger(f"satellite.mqtt.link.{name}"),
         own_status=OwnStatus(instance_id, ADVICE),
     )
     link.set_birth(STATUS, status(True))
@@ -92,7 +92,7 @@ def connected_lines(caplog: pytest.LogCaptureFixture, name: str) -> int:
 
 @pytest.fixture
 def watched(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    caplog.set_level(logging.INFO, logger="satellite.mqtt")
+    caplog.set_level(logging.INFO, logger="satellite.mqtt.link")
     yield caplog
     assert "Traceback" not in caplog.text
 
@@ -101,7 +101,7 @@ def test_two_satellites_with_one_client_id_report_it_and_stop_fighting(
     broker: Broker, watched: pytest.LogCaptureFixture
 ) -> None:
     first, second = satellite_link(broker.port, "first"), satellite_link(broker.port, "second")
-    names = ("satellite.mqtt.first", "satellite.mqtt.second")
+    names = ("satellite.mqtt.link.first", "satellite.mqtt.link.second")
     with first, second:
         first.start()
         assert first.wait_connected(WAIT)
@@ -127,7 +127,7 @@ def test_any_client_taking_our_client_id_is_reported_and_backed_off_from(
     broker: Broker, watched: pytest.LogCaptureFixture
 ) -> None:
     link = satellite_link(broker.port, "sat")
-    name = "satellite.mqtt.sat"
+    name = "satellite.mqtt.link.sat"
     with link:
         link.start()
         assert link.wait_connected(WAIT)
@@ -152,7 +152,7 @@ def restart(
     broker: Broker, link: MqttLink, caplog: pytest.LogCaptureFixture, *, quick: bool
 ) -> float:
     """Restart the broker (not quick: once the link failed to reach it); seconds until back."""
-    failed = lambda: len(records(caplog, "satellite.mqtt.sat", logging.WARNING))  # noqa: E731
+    failed = lambda: len(records(caplog, "satellite.mqtt.link.sat", logging.WARNING))  # noqa: E731
     failures = failed()
     broker.stop()
     wait_until(lambda: not link.connected, WAIT, "the link saw the broker go")
@@ -171,7 +171,7 @@ def test_broker_restarts_and_our_own_restart_are_no_takeover(
     # A persistent mosquitto publishes the wills of its clients when it stops: after the restart
     # our own will is retained, as after a takeover. Only a streak of them is a sign.
     extra = f"persistence true\npersistence_location {tmp_path}/\n" if persistence else ""
-    watched.set_level(logging.DEBUG, logger="satellite.mqtt.sat")
+    watched.set_level(logging.DEBUG, logger="satellite.mqtt.link.sat")
     reconnects = []
     with Broker(tmp_path / "broker", extra_config=extra) as broker:
         with satellite_link(broker.port, "before") as predecessor:  # our last run
@@ -183,10 +183,10 @@ def test_broker_restarts_and_our_own_restart_are_no_takeover(
             # Three as quick as mosquitto restarts, three as slow as systemctl restart.
             for quick in (True, True, True, False, False, False):
                 reconnects.append(restart(broker, link, watched, quick=quick))
-    warnings = records(watched, "satellite.mqtt.sat", logging.WARNING)
+    warnings = records(watched, "satellite.mqtt.link.sat", logging.WARNING)
     assert not [w for w in warnings if "in use" in w], warnings
     assert not [r for r in watched.records if r.levelno >= logging.ERROR]
-    seen = records(watched, "satellite.mqtt.sat", logging.DEBUG)
+    seen = records(watched, "satellite.mqtt.link.sat", logging.DEBUG)
     assert sum("is another process's" in line for line in seen) == 1, "the predecessor's, once"
     assert max(reconnects) < 2.0, reconnects  # the normal 0.1-0.5 s backoff, not 30 s
     print(f"6 restarts ({'persistent' if persistence else 'in-memory'}): no takeover reported, "

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from satellite.config import MqttSettings, load_settings, warn_insecure_files
-from satellite.mqtt import MqttLink
+from satellite.mqtt.link import MqttLink
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Received
@@ -41,7 +41,7 @@ STATUS = f"{ROOM}/satellite/sat1/status"
 COMMAND = f"{ROOM}/satellite/sat1/command"
 SATELLITE_USER = "satellite-salon"  # the users acl.example names
 GATEWAY_USER = "gateway"
-CLIENT_ID = "satellite-salon-sat1"  # satellite.assemble.client_id for room salon, sat1
+CLIENT_ID = "satellite-salon-sat1"  # satellite.runtime.engines.client_id for room salon, sat1
 SPOKEN = "turn on the kitchen lights"
 
 
@@ -285,7 +285,7 @@ def test_a_wrong_password_is_one_clear_log_line_and_the_satellite_keeps_retrying
 def test_a_tls_failure_is_logged_once_with_its_reason_and_retried(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str, host: str, expected: str
 ) -> None:
-    caplog.set_level(logging.INFO, logger="satellite.mqtt")
+    caplog.set_level(logging.INFO, logger="satellite.mqtt.link")
     signed = make_server_certificate(tmp_path / "tls")  # names 127.0.0.1 only
     trusted = make_server_certificate(tmp_path / "other").ca if case == "wrong CA" else signed.ca
     extra = mosquitto_tls_lines(signed)

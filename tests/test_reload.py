@@ -14,8 +14,8 @@ import pytest
 
 from satellite.config import Settings
 from satellite.errors import SatelliteError
-from satellite.reload import ReloadPlan
-from satellite.reload_record import ReloadRecord, request_reload
+from satellite.runtime.reload import ReloadPlan
+from satellite.runtime.reload_record import ReloadRecord, request_reload
 
 
 def settings(**changes: Any) -> Settings:
@@ -72,7 +72,7 @@ _RELOADER = textwrap.dedent(
     """
     import signal, sys, threading
     from pathlib import Path
-    from satellite.reload_record import ReloadRecord
+    from satellite.runtime.reload_record import ReloadRecord
     path, wanted, done = Path(sys.argv[1]), threading.Event(), []
     signal.signal(signal.SIGHUP, lambda *_: wanted.set())
     ReloadRecord(5, 5, "ok: earlier").write(path)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from satellite.reload_record import ReloadRecord, request_reload
+from satellite.runtime.reload_record import ReloadRecord, request_reload
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe, Received

@@ -30,7 +30,7 @@ STATUS = f"{ROOM}/satellite/sat1/status"
 COMMAND = f"{ROOM}/satellite/sat1/command"
 OWN_SOURCE = "satellite/sat1"
 OTHER_STATE = f"{ROOM}/session/other-1/state"  # a session another satellite opened
-RETAINED_WARNING = "WARNING satellite.control: ignored a retained message"
+RETAINED_WARNING = "WARNING satellite.runtime.control: ignored a retained message"
 CAP_LINE = "(followup.max_per_session)"
 
 Check = Callable[[Received], bool]
@@ -196,7 +196,9 @@ def test_a_retained_mute_is_ignored_at_connect_and_after_a_reconnect_a_live_one_
             assert counter(marked, "retained_commands") == 2
             assert status_of(marked)["muted"] is True
             log = sat.log()
-            warnings = [line for line in log.splitlines() if "WARNING satellite.control" in line]
+            warnings = [
+                line for line in log.splitlines() if "WARNING satellite.runtime.control" in line
+            ]
             assert len(warnings) == 2, warnings  # the retained mute once, the marker
             assert f"dropped a message on {COMMAND}" not in log
             assert "Traceback" not in log

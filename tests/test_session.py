@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from satellite.frames import FRAME_S, FRAME_SAMPLES, Frame, split_frames
-from satellite.gate import VoiceEnd
-from satellite.session import (
+from satellite.audio.gate import VoiceEnd
+from satellite.core.frames import FRAME_S, FRAME_SAMPLES, Frame, split_frames
+from satellite.core.session import (
     PAUSE_WAIT_S,
     Detection,
     EndReason,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from satellite.state_store import MuteStore, mute_file
+from satellite.runtime.mute_store import MuteStore, mute_file
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.full_tmpfs import needs_namespaces, on_a_full_tmpfs, seen_by
@@ -74,7 +74,7 @@ def test_a_full_disk_keeps_the_old_state_leaves_no_temp_file_and_is_reported(
         os.fsync(fd)
 
     store = MuteStore(path, write=write, fsync=fsync)
-    with caplog.at_level(logging.ERROR, logger="satellite.state_store"):
+    with caplog.at_level(logging.ERROR, logger="satellite.runtime.mute_store"):
         store.save(True)
     assert json.loads(path.read_text()) == {"muted": False}  # the old state, whole
     assert files_in(tmp_path) == ["salon.mute.json"]
@@ -97,7 +97,7 @@ def test_a_missing_file_is_unmuted_without_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = MuteStore(tmp_path / "nothing" / "salon.mute.json")
-    with caplog.at_level(logging.DEBUG, logger="satellite.state_store"):
+    with caplog.at_level(logging.DEBUG, logger="satellite.runtime.mute_store"):
         assert store.load() is False
     assert caplog.records == [] and store.problem is None
 
@@ -113,7 +113,7 @@ def test_a_corrupt_file_starts_muted_with_a_warning_saying_how_to_clear_it(
     path = tmp_path / "salon.mute.json"
     path.write_bytes(content)
     store = MuteStore(path)
-    with caplog.at_level(logging.WARNING, logger="satellite.state_store"):
+    with caplog.at_level(logging.WARNING, logger="satellite.runtime.mute_store"):
         assert store.load() is True
     (record,) = caplog.records
     message = record.getMessage()
@@ -141,7 +141,7 @@ def test_a_directory_or_fifo_in_place_of_the_file_starts_muted_without_hanging(
 
 
 _LOAD = (
-    "import sys; from pathlib import Path; from satellite.state_store import MuteStore; "
+    "import sys; from pathlib import Path; from satellite.runtime.mute_store import MuteStore; "
     "store = MuteStore(Path(sys.argv[1])); print(store.load(), store.problem)"
 )
 
@@ -166,7 +166,8 @@ def test_permission_denied_starts_muted(tmp_path: Path) -> None:
 # --- a real full disk: a 16 KiB tmpfs in a private mount namespace (no root needed) -----------
 
 _SAVE = (
-    "import json, os, sys; from pathlib import Path; from satellite.state_store import MuteStore; "
+    "import json, os, sys; from pathlib import Path; "
+    "from satellite.runtime.mute_store import MuteStore; "
     "store = MuteStore(Path(sys.argv[1]) / 'salon.mute.json'); store.save(True); "
     "print(json.dumps([store.problem, sorted(os.listdir(sys.argv[1])), "
     "(Path(sys.argv[1]) / 'salon.mute.json').read_text()]))"

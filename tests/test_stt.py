@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from benchmarks.signals import in_room
-from satellite.assemble import build_machine
+from satellite.audio.speech import PAUSE_LOOKBACK_S, VoskTranscriber, wake_word_end
 from satellite.config import load_settings
+from satellite.core.frames import FRAME_SAMPLES, split_frames
+from satellite.core.session import Final, Preroll, TimedWord, Transcript
 from satellite.errors import ConfigError, ModelError
-from satellite.frames import FRAME_SAMPLES, split_frames
-from satellite.models import vosk_model_path
-from satellite.session import Final, Preroll, TimedWord, Transcript
-from satellite.stt import PAUSE_LOOKBACK_S, VoskTranscriber, wake_word_end
+from satellite.modelfiles import vosk_model_path
+from satellite.runtime.engines import build_machine
 from tests.support.satellite_proc import models_dir, room_config
 from tests.support.speech import speak
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from satellite.systemd import Liveness, Notifier, WatchdogGate
+from satellite.runtime.systemd import Liveness, Notifier, WatchdogGate
 
 
 def alive(frames: int, heartbeat: int = 0, faulted: bool = False) -> Liveness:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from satellite.takeover import Backoff, Origin, OwnStatus, TakeoverGuard
+from satellite.mqtt.takeover import Backoff, Origin, OwnStatus, TakeoverGuard
 
 ME = "11111111-1111-4111-8111-111111111111"
 OTHER = "22222222-2222-4222-8222-222222222222"

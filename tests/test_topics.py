@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from satellite.config import MqttSettings
-from satellite.topics import (
+from satellite.mqtt.topics import (
     QOS,
     HouseholdMessageTopic,
     HouseholdTopic,

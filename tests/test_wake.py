@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from satellite.audio.wake import OwwDetector
+from satellite.core.frames import split_frames
 from satellite.errors import ModelError
-from satellite.frames import split_frames
-from satellite.models import feature_model_paths, wake_model_path
-from satellite.wake import OwwDetector
+from satellite.modelfiles import feature_model_paths, wake_model_path
 from tests.support.satellite_proc import models_dir
 from tests.support.speech import speak
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from satellite.app import Satellite
 from satellite.config import load_settings
-from satellite.logs import setup_logging
+from satellite.runtime.logs import setup_logging
+from satellite.runtime.satellite import Satellite
 
 
 def main() -> int:

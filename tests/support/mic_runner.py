@@ -31,7 +31,7 @@ STATS_S = 0.2
 
 def main(argv: list[str]) -> int:
     """Capture from device argv[0] until SIGTERM, printing events and stats."""
-    from satellite.audio import Capture
+    from satellite.audio.capture import Capture
     from satellite.config import AudioSettings
 
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG, format="%(asctime)s %(message)s")

@@ -28,7 +28,7 @@ MODELS = f"{PREFIX}/models"
 MIC_DIR = "/srv/mic"
 ENTRY_POINT = f"""#!{PREFIX}/bin/python
 import sys
-from satellite.cli import main
+from satellite.commands.cli import main
 sys.exit(main())
 """
 # What install.sh does for the user; groupadd for gpio/spi where the OS has none.

@@ -1,0 +1,1 @@
+"""The audio side: capture, level gate, wake word, speech to text."""

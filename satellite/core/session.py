@@ -1,0 +1,394 @@
+"""The session state machine: frames in, typed events out. Imports no I/O library."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+from satellite.core.frames import FRAME_S, SAMPLE_RATE, Frame, frames_for, rms_dbfs
+from satellite.mqtt.contracts import new_id
+
+# After a detection the recogniser waits this long for the pause after the wake word:
+# openWakeWord often fires inside "jarvis" or just as the pause begins.
+PAUSE_WAIT_S = 0.24
+# The wake word's level is its loudest frame in this much audio up to the detection, which
+# openWakeWord makes anywhere from inside "jarvis" to 0.4 s after it.
+LEVEL_WINDOW_S = 1.0
+# No microphone hears a room quieter than this; a floor of digital silence (a microphone whose
+# DSP gates its output, the test microphone's idle FIFO) would otherwise win every claim.
+QUIETEST_FLOOR_DBFS = -80.0
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A wake word crossed its threshold on the frame just processed."""
+
+    wake_word: str
+    score: float
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    """A recognised word, times in seconds from the utterance start."""
+
+    word: str
+    start: float
+    end: float
+    conf: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The text of an ended utterance."""
+
+    text: str
+    confidence: float
+    words: tuple[TimedWord, ...] = ()
+
+
+@dataclass(frozen=True)
+class SttUpdate:
+    """What the recogniser made of one frame: the current partial text, and a final if it ended."""
+
+    partial: str
+    final: Transcript | None = None
+
+
+class WakeDetector(Protocol):
+    """Scores frames for wake words (see satellite.audio.wake)."""
+
+    def process(self, frame: Frame) -> Detection | None: ...
+
+    def reset(self) -> None: ...
+
+
+class VoiceTracker(Protocol):
+    """How long the audio has been silent, and where it paused (see audio.gate.VoiceEnd)."""
+
+    silence_s: float
+
+    @property
+    def floor_dbfs(self) -> float: ...
+
+    def update(self, frame: Frame) -> float: ...
+
+    def pause_in(self, audio: Frame, detected_at: int) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Preroll:
+    """The audio a recogniser starts with, and where the wake word is in it."""
+
+    audio: Frame
+    detected_s: float  # where in `audio` the wake word was detected (its frame's end)
+    wake_end_s: float | None = None  # where it ended, if a pause showed it; None: find it
+
+
+class Transcriber(Protocol):
+    """Streaming speech-to-text for one utterance at a time (see satellite.audio.speech)."""
+
+    def start(self, preroll: Preroll) -> None: ...
+
+    def feed(self, frame: Frame) -> SttUpdate: ...
+
+    def finish(self) -> Transcript | None: ...
+
+
+@dataclass(frozen=True)
+class SessionTiming:
+    """End-of-utterance and re-arm rules, in seconds."""
+
+    preroll_s: float = 1.5
+    trailing_silence_s: float = 1.0
+    max_utterance_s: float = 15.0
+    no_speech_timeout_s: float = 5.0
+    refractory_s: float = 2.0
+
+
+# Events the machine emits; the MQTT and LED sides observe them.
+
+
+@dataclass(frozen=True)
+class WakeDetected:
+    """A wake word opened a new session; `level_db`: how loud it was (`speech_level_db`)."""
+
+    session_id: str
+    wake_word: str
+    score: float
+    level_db: float = 0.0
+
+
+@dataclass(frozen=True)
+class Listening:
+    """An utterance started: audio now goes to the recogniser."""
+
+    session_id: str
+    utt_id: str
+
+
+@dataclass(frozen=True)
+class Interim:
+    """The partial transcript changed."""
+
+    session_id: str
+    utt_id: str
+    text: str
+    sequence: int
+
+
+@dataclass(frozen=True)
+class Final:
+    """The utterance ended with text."""
+
+    session_id: str
+    utt_id: str
+    transcript: Transcript
+
+
+class EndReason(Enum):
+    """Why a session went back to idle."""
+
+    FINAL = "final"
+    NO_SPEECH = "no_speech"
+    MUTED = "muted"
+    FAULT = "fault"
+    LOST = "lost"  # another satellite answers this wake word (satellite.mqtt.arbitration)
+
+
+@dataclass(frozen=True)
+class Idle:
+    """The session ended; the satellite listens for the wake word again."""
+
+    session_id: str
+    reason: EndReason
+
+
+@dataclass(frozen=True)
+class MuteChanged:
+    """Wake detection and STT stopped (muted) or resumed; announced under a fresh session id."""
+
+    session_id: str
+    muted: bool
+
+
+@dataclass(frozen=True)
+class FaultChanged:
+    """The microphone failed (`reason`) or works again (None); under a fresh session id."""
+
+    session_id: str
+    reason: str | None
+
+
+Event = WakeDetected | Listening | Interim | Final | Idle | MuteChanged | FaultChanged
+
+
+@dataclass
+class _Utterance:
+    session_id: str
+    utt_id: str
+    no_speech_timeout_s: float
+    # The audio the recogniser has not had yet (the pre-roll, then the frames heard while it
+    # waits for the pause after the wake word); None once it has started.
+    pending: Frame | None
+    detected_at: int | None  # the detection's sample in `pending`; None: no wake word
+    frames: int = 0
+    sequence: int = 0
+    partial: str = ""
+    quiet_frames: int = 0
+
+
+@dataclass
+class SessionMachine:
+    """idle -> wake_detected -> listening -> final -> idle, one frame at a time."""
+
+    detector: WakeDetector
+    transcriber: Transcriber
+    timing: SessionTiming = field(default_factory=SessionTiming)
+    new_id: Callable[[], str] = new_id
+    voice: VoiceTracker | None = None  # ends utterances on silence; None: on the partial only
+
+    def __post_init__(self) -> None:
+        self._preroll_frames = frames_for(self.timing.preroll_s)
+        level_frames = frames_for(LEVEL_WINDOW_S)
+        self._preroll: deque[Frame] = deque(maxlen=max(self._preroll_frames, level_frames))
+        self._utterance: _Utterance | None = None
+        self._refractory_left = 0
+        self.muted = False
+
+    @property
+    def listening(self) -> bool:
+        """Whether an utterance is in progress."""
+        return self._utterance is not None
+
+    def process(self, frame: Frame) -> list[Event]:
+        """Advance by one 80 ms frame and return what happened."""
+        if self.muted:
+            return []
+        if self.voice is not None:
+            self.voice.update(frame)
+        if self._utterance is not None:
+            return self._listen(self._utterance, frame)
+        self._preroll.append(frame)
+        detection = self.detector.process(frame)
+        if self._refractory_left > 0:
+            self._refractory_left -= 1
+            return []
+        if detection is None:
+            return []
+        return self._open(detection)
+
+    def set_muted(self, muted: bool) -> list[Event]:
+        """Stop (or resume) consuming audio; an utterance in progress is dropped, not finalised."""
+        if muted == self.muted:
+            return []
+        events: list[Event] = []
+        if muted and self._utterance is not None:
+            events.append(self._end(self._utterance, EndReason.MUTED))
+        self.muted = muted
+        self._preroll.clear()
+        self.detector.reset()
+        return [*events, MuteChanged(self.new_id(), muted)]
+
+    def set_fault(self, reason: str | None) -> list[Event]:
+        """The microphone failed or recovered; an utterance in progress ends without a final."""
+        events: list[Event] = []
+        if reason is not None and self._utterance is not None:
+            events.append(self._end(self._utterance, EndReason.FAULT))
+        self._preroll.clear()
+        self.detector.reset()
+        return [*events, FaultChanged(self.new_id(), reason)]
+
+    def abandon(self, session_id: str) -> list[Event]:
+        """Another satellite answers the wake word of `session_id`: its utterance ends here
+        without a final (nothing if it already ended)."""
+        utterance = self._utterance
+        if utterance is None or utterance.session_id != session_id:
+            return []
+        return [self._end(utterance, EndReason.LOST)]
+
+    def listen(
+        self, session_id: str | None = None, no_speech_timeout_s: float | None = None
+    ) -> list[Event]:
+        """Open an utterance without the wake word: a new session, or a follow-up in one."""
+        if self.muted or self._utterance is not None:
+            return []
+        timeout = no_speech_timeout_s or self.timing.no_speech_timeout_s
+        return [self._start(session_id or self.new_id(), np.zeros(0, np.int16), timeout)]
+
+    def _open(self, detection: Detection) -> list[Event]:
+        session_id = self.new_id()
+        heard = list(self._preroll)
+        level = self._level_db(heard)
+        preroll = np.concatenate(heard[-self._preroll_frames :])
+        self._preroll.clear()
+        listening = self._start(session_id, preroll, self.timing.no_speech_timeout_s, len(preroll))
+        wake = WakeDetected(session_id, detection.wake_word, detection.score, level)
+        return [wake, listening]
+
+    def _level_db(self, heard: list[Frame]) -> float:
+        recent = heard[-frames_for(LEVEL_WINDOW_S) :]
+        # Without a voice tracker (tests, simulations), the quietest frame kept is the floor.
+        floor = min(map(rms_dbfs, heard)) if self.voice is None else self.voice.floor_dbfs
+        return speech_level_db(recent, floor)
+
+    def _start(
+        self,
+        session_id: str,
+        preroll: Frame,
+        no_speech_timeout_s: float,
+        detected_at: int | None = None,
+    ) -> Listening:
+        # The recogniser starts (decoding the pre-roll, ~0.1-0.4 s of CPU) with a later frame,
+        # so wake_detected goes out now instead of after it.
+        utterance = _Utterance(session_id, self.new_id(), no_speech_timeout_s, preroll, detected_at)
+        self._utterance = utterance
+        return Listening(session_id, utterance.utt_id)
+
+    def _listen(self, utt: _Utterance, frame: Frame) -> list[Event]:
+        utt.frames += 1
+        if utt.pending is not None and not self._begin(utt, utt.pending, frame):
+            return []
+        update = self.transcriber.feed(frame)
+        events: list[Event] = []
+        if update.partial != utt.partial:
+            utt.partial, utt.quiet_frames = update.partial, 0
+            if update.partial:
+                utt.sequence += 1
+                events.append(Interim(utt.session_id, utt.utt_id, update.partial, utt.sequence))
+        else:
+            utt.quiet_frames += 1
+        if update.final is not None:
+            return [*events, *self._close(utt, update.final)]
+        if self._should_end(utt):
+            return [*events, *self._close(utt, self.transcriber.finish())]
+        return events
+
+    def _begin(self, utt: _Utterance, pending: Frame, frame: Frame) -> bool:
+        """Start the recogniser, or hold `frame` back while waiting for the pause after the
+        wake word; whether it started (and `frame` is still to be fed).
+
+        Starting in that pause, the recogniser never decodes the wake word (Vosk spends
+        ~0.2 s of CPU per second of speech) and the command starts clean. Without one (fluent
+        speech, a noisy room) it decodes the whole pre-roll and the wake word is cut by the
+        words' times.
+        """
+        at = utt.detected_at
+        if at is None:  # opened without the wake word: all of it is command
+            self._start_recogniser(utt, Preroll(pending, len(pending) / SAMPLE_RATE, 0.0))
+            return True
+        if self.voice is None:
+            self._start_recogniser(utt, Preroll(pending, at / SAMPLE_RATE))
+            return True
+        if len(pending) - at < round(PAUSE_WAIT_S * SAMPLE_RATE):
+            utt.pending = np.concatenate([pending, frame])
+            return False
+        pause = self.voice.pause_in(pending, at)
+        if pause is None:
+            self._start_recogniser(utt, Preroll(pending, at / SAMPLE_RATE))
+        else:
+            self._start_recogniser(utt, Preroll(pending[pause:], (at - pause) / SAMPLE_RATE, 0.0))
+        return True
+
+    def _start_recogniser(self, utt: _Utterance, preroll: Preroll) -> None:
+        self.transcriber.start(preroll)
+        utt.pending = None
+
+    def _should_end(self, utt: _Utterance) -> bool:
+        t = self.timing
+        if utt.frames * FRAME_S >= t.max_utterance_s:
+            return True
+        if utt.sequence == 0:
+            return utt.frames * FRAME_S >= utt.no_speech_timeout_s
+        # To the nearest frame: the final then comes within half a frame of the silence.
+        if self.voice is not None and self.voice.silence_s >= t.trailing_silence_s - FRAME_S / 2:
+            return True
+        # Vosk's partial lags speech by about a second, so this rule alone ends late; it
+        # still ends utterances in a room too noisy to hear the voice stop.
+        return utt.quiet_frames * FRAME_S >= t.trailing_silence_s
+
+    def _close(self, utt: _Utterance, transcript: Transcript | None) -> list[Event]:
+        if transcript is None or not transcript.text:
+            return [self._end(utt, EndReason.NO_SPEECH)]
+        idle = self._end(utt, EndReason.FINAL)
+        return [Final(utt.session_id, utt.utt_id, transcript), idle]
+
+    def _end(self, utt: _Utterance, reason: EndReason) -> Idle:
+        self._utterance = None
+        self.detector.reset()
+        self._refractory_left = round(self.timing.refractory_s / FRAME_S)
+        return Idle(utt.session_id, reason)
+
+
+def speech_level_db(frames: Sequence[Frame], floor_dbfs: float) -> float:
+    """How loud a wake word was: its loudest 80 ms frame's RMS over the room's noise floor
+    (at least QUIETEST_FLOOR_DBFS), dB.
+
+    Over the floor rather than in dBFS, so a microphone's gain does not count, only how well
+    it heard the voice; what satellites compare to pick the one that answers.
+    """
+    return max(rms_dbfs(frame) for frame in frames) - max(floor_dbfs, QUIETEST_FLOOR_DBFS)

@@ -1,0 +1,62 @@
+"""The wake-word and speech models: their sources, installing them, and finding them at run time."""
+
+from satellite.modelfiles.install import (
+    CACHE_DIR_NAME,
+    InstallResult,
+    install_models,
+    run_install_cli,
+)
+from satellite.modelfiles.manifest import MANIFEST_NAME, verify_models
+from satellite.modelfiles.paths import feature_model_paths, vosk_model_path, wake_model_path
+from satellite.modelfiles.sources import (
+    DEFAULT_SOURCES,
+    EMBEDDING,
+    MELSPECTROGRAM,
+    OPENWAKEWORD_DIR,
+    OPENWAKEWORD_FILES,
+    OPENWAKEWORD_FROM_WHEEL,
+    OPENWAKEWORD_RELEASE_URL,
+    VOSK_FROM_WHEEL,
+    VOSK_MODEL,
+    VOSK_RELEASE_URL,
+    VOSK_REQUIRED,
+    WAKE_WORDS,
+    Artifact,
+    PipWheelSource,
+    Source,
+    UrlSource,
+    ZipMembers,
+    openwakeword_url_artifact,
+    vosk_url_artifact,
+)
+
+__all__ = [
+    "CACHE_DIR_NAME",
+    "DEFAULT_SOURCES",
+    "EMBEDDING",
+    "MANIFEST_NAME",
+    "MELSPECTROGRAM",
+    "OPENWAKEWORD_DIR",
+    "OPENWAKEWORD_FILES",
+    "OPENWAKEWORD_FROM_WHEEL",
+    "OPENWAKEWORD_RELEASE_URL",
+    "VOSK_FROM_WHEEL",
+    "VOSK_MODEL",
+    "VOSK_RELEASE_URL",
+    "VOSK_REQUIRED",
+    "WAKE_WORDS",
+    "Artifact",
+    "InstallResult",
+    "PipWheelSource",
+    "Source",
+    "UrlSource",
+    "ZipMembers",
+    "feature_model_paths",
+    "install_models",
+    "openwakeword_url_artifact",
+    "run_install_cli",
+    "verify_models",
+    "vosk_model_path",
+    "vosk_url_artifact",
+    "wake_model_path",
+]

@@ -1,0 +1,1 @@
+"""The runtime: composition root, pipeline, control thread, daemon, systemd, reload."""

@@ -1,0 +1,117 @@
+"""Builds the session machine and outbox from the settings (shared by run and simulate)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from satellite.audio.gate import EnergyGate, GatedDetector, VoiceEnd
+from satellite.audio.speech import VoskTranscriber
+from satellite.audio.wake import OwwDetector
+from satellite.config import Settings
+from satellite.core.session import SessionMachine, SessionTiming, WakeDetector
+from satellite.modelfiles import feature_model_paths, vosk_model_path, wake_model_path
+from satellite.mqtt.outbound import Outbox
+from satellite.mqtt.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Engines:
+    """The loaded models, the slow part of a session machine (seconds, ~100 MB): a reload
+    builds a new machine around them unless a setting in `engine_key` changed."""
+
+    key: tuple[object, ...]
+    wake: OwwDetector
+    stt: VoskTranscriber
+
+
+def engine_key(settings: Settings) -> tuple[object, ...]:
+    """The settings that decide which models are loaded, and how."""
+    wake, stt = settings.wake, settings.stt
+    return (
+        settings.models.dir,
+        tuple(wake.models),
+        wake.noise_suppression,
+        stt.model,
+        tuple(stt.phrases),
+    )
+
+
+def load_engines(settings: Settings) -> Engines:
+    """Load the wake and speech models named by the settings (ModelError if they do not load)."""
+    models_dir = settings.models.dir
+    log.info("loading the wake and speech models from %s", models_dir)
+    melspec, embedding = feature_model_paths(models_dir)
+    wake = settings.wake
+    oww = OwwDetector(
+        models={name: wake_model_path(models_dir, name) for name in wake.models},
+        melspec=melspec,
+        embedding=embedding,
+        threshold=wake.threshold,
+        patience=wake.patience,
+        noise_suppression=wake.noise_suppression,
+    )
+    transcriber = VoskTranscriber(
+        model_path=vosk_model_path(models_dir, settings.stt.model),
+        phrases=settings.stt.phrases,
+        wake_words=wake_phrase_words(wake.models),
+    )
+    return Engines(engine_key(settings), oww, transcriber)
+
+
+def build_machine(settings: Settings, engines: Engines | None = None) -> SessionMachine:
+    """The session machine with the real wake and STT engines (loaded now unless given).
+
+    Given `engines` are retuned to the settings and reset: call this on the thread that
+    runs them (the pipeline's), never while another machine still uses them.
+    """
+    if engines is None:
+        engines = load_engines(settings)
+    wake = settings.wake
+    oww = engines.wake
+    oww.threshold, oww.patience = wake.threshold, wake.patience
+    oww.reset()
+    detector: WakeDetector = oww
+    if wake.gate:
+        gate = EnergyGate(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
+        detector = GatedDetector(oww, gate)
+    stt = settings.stt
+    timing = SessionTiming(
+        preroll_s=stt.preroll_s,
+        trailing_silence_s=stt.trailing_silence_s,
+        max_utterance_s=stt.max_utterance_s,
+        no_speech_timeout_s=stt.no_speech_timeout_s,
+        refractory_s=settings.wake.refractory_s,
+    )
+    return SessionMachine(
+        detector=detector, transcriber=engines.stt, timing=timing, voice=VoiceEnd()
+    )
+
+
+def wake_phrase_words(models: list[str]) -> set[str]:
+    """The words of the wake phrases, from model names: "hey_jarvis_v0.1.onnx" -> hey, jarvis."""
+    words: set[str] = set()
+    for name in models:
+        words.update(w for w in re.split(r"[^a-z]+", Path(name).stem.lower()) if len(w) > 1)
+    return words
+
+
+def build_outbox(settings: Settings) -> Outbox:
+    """Topics and message stamping for this room and satellite."""
+    arbitration = settings.arbitration
+    topics = Topics(
+        room_id=settings.room_id,
+        satellite_id=settings.satellite_id,
+        mqtt=settings.mqtt,
+        group=arbitration.group if arbitration.enabled else None,
+    )
+    return Outbox(room_id=settings.room_id, topics=topics)
+
+
+def client_id(settings: Settings) -> str:
+    """Unique per satellite, stable across restarts so the broker replaces a stale session."""
+    return f"satellite-{settings.room_id}-{settings.satellite_id}"
