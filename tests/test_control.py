@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from satellite.config import MqttSettings
+from satellite.config import LedSettings, MqttSettings
 from satellite.core.session import (
     EndReason,
     FaultChanged,
@@ -18,7 +18,7 @@ from satellite.core.session import (
     MuteChanged,
     WakeDetected,
 )
-from satellite.leds.patterns import Indicator as RealIndicator
+from satellite.leds import build_indicator
 from satellite.mqtt.contracts import PeerClaim, PeerResult, PeerStatus
 from satellite.mqtt.topics import Topics
 from satellite.runtime.control import (
@@ -118,7 +118,9 @@ class Harness:
         self, *, muted: bool = False, follow_up: FollowUp | None = None, real_leds: bool = False
     ) -> None:
         self.clock = FakeClock()
-        self.indicator: Indicator = RealIndicator(now=self.clock) if real_leds else FakeIndicator()
+        self.indicator: Indicator = (
+            build_indicator(LedSettings(), now=self.clock) if real_leds else FakeIndicator()
+        )
         self.leds = FakeLeds()
         self.requests: list[SessionRequest] = []
         self.views: list[RoomView] = []

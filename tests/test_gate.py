@@ -19,6 +19,7 @@ from satellite.audio.gate import (
     rms_dbfs,
 )
 from satellite.audio.wake import OwwDetector
+from satellite.config import WakeSettings
 from satellite.core.frames import FRAME_S, SAMPLE_RATE, Frame, frames_for, split_frames
 from satellite.core.session import Detection
 from satellite.modelfiles import feature_model_paths, wake_model_path
@@ -216,6 +217,8 @@ def oww() -> OwwDetector:
         melspec=melspec,
         embedding=embedding,
         threshold=0.5,
+        patience=WakeSettings().patience,
+        noise_suppression=WakeSettings().noise_suppression,
     )
 
 

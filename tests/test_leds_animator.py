@@ -18,6 +18,7 @@ from satellite.leds.drivers import Apa102Strip, NullLeds, SingleLed, apa102_fram
 from satellite.leds.patterns import PATTERNS, RGB
 
 WAIT_S = 5.0  # upper bound for any wait on the animator thread
+FPS = LedSettings().fps  # the room default
 
 
 class FakeDriver:
@@ -77,7 +78,7 @@ def spi_factory() -> Iterator[MockFactory]:
 
 def test_animator_draws_idle_then_each_change() -> None:
     driver = FakeDriver()
-    with LedAnimator(driver) as animator:
+    with LedAnimator(driver, fps=FPS) as animator:
         assert animator.wait_shown("idle", WAIT_S)
         animator.set_pattern("muted")
         assert animator.wait_shown("muted", WAIT_S)
@@ -87,7 +88,7 @@ def test_animator_draws_idle_then_each_change() -> None:
 
 def test_animator_draws_static_patterns_once() -> None:
     driver = FakeDriver()
-    animator = LedAnimator(driver)
+    animator = LedAnimator(driver, fps=FPS)
     assert animator.wait_shown("idle", WAIT_S)
     animator.set_pattern("attentive")
     animator.set_pattern("attentive")
@@ -107,7 +108,7 @@ def test_animator_keeps_drawing_moving_patterns() -> None:
 
 def test_animator_close_turns_off_stops_the_thread_and_is_idempotent() -> None:
     driver = FakeDriver()
-    animator = LedAnimator(driver)
+    animator = LedAnimator(driver, fps=FPS)
     animator.set_pattern("error")
     animator.close()
     animator.close()
@@ -116,14 +117,14 @@ def test_animator_close_turns_off_stops_the_thread_and_is_idempotent() -> None:
 
 
 def test_animator_rejects_unknown_patterns() -> None:
-    with LedAnimator(NullLeds()) as animator, pytest.raises(ValueError, match="rainbow"):
+    with LedAnimator(NullLeds(), fps=FPS) as animator, pytest.raises(ValueError, match="rainbow"):
         animator.set_pattern("rainbow")
 
 
 def test_animator_renders_a_change_on_the_mock_strip(spi_factory: MockFactory) -> None:
     with FrameCatcher(spi_factory) as catcher:
         strip = Apa102Strip(3, brightness=1.0, pin_factory=spi_factory)
-        with LedAnimator(strip) as animator:
+        with LedAnimator(strip, fps=FPS) as animator:
             animator.set_pattern("muted")
             assert animator.wait_shown("muted", WAIT_S)
             assert catcher.frames[-1] == bytes(4) + bytes.fromhex("ff000099" * 3) + bytes(5)
@@ -206,7 +207,7 @@ def test_cycle_patterns_shows_every_pattern_then_idle() -> None:
     driver = FakeDriver()
     steps: list[str] = []
     waits: list[float] = []
-    with LedAnimator(driver) as animator:
+    with LedAnimator(driver, fps=FPS) as animator:
         shown = cycle_patterns(animator, 0.5, steps.append, wait=waits.append)
         assert animator.pattern == "idle"
     assert shown == steps == list(PATTERNS)

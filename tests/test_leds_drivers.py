@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin, MockSPIDevice
 
+from satellite.config import LedSettings
+from satellite.leds import build_indicator
 from satellite.leds.drivers import (
     Apa102Strip,
     NullLeds,
@@ -15,7 +17,7 @@ from satellite.leds.drivers import (
     apa102_end_frame_length,
     apa102_frame,
 )
-from satellite.leds.patterns import DEFAULT_STATE_PATTERNS, PATTERNS, RGB, Indicator
+from satellite.leds.patterns import DEFAULT_STATE_PATTERNS, PATTERNS, RGB
 
 BLUE: RGB = (0.0, 0.0, 1.0)
 DIM_BLUE: RGB = (0.0, 0.0, 0.1)
@@ -160,7 +162,7 @@ def test_apa102_strip_sends_one_frame_per_show(
 def test_apa102_frames_for_each_state(
     spi_factory: MockFactory, catcher: FrameCatcher, state: str
 ) -> None:
-    pattern = PATTERNS[Indicator().pattern_for(state)]
+    pattern = PATTERNS[build_indicator(LedSettings()).pattern_for(state)]
     pixels = list(pattern.render(0.3, 12))
     with Apa102Strip(12, brightness=0.5, pin_factory=spi_factory) as strip:
         strip.show(pixels)

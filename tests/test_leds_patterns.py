@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
+from satellite.config import LedSettings
 from satellite.leds.patterns import (
     DEFAULT_STATE_PATTERNS,
     DEFAULT_TIMEOUTS_S,
@@ -15,6 +20,13 @@ from satellite.leds.patterns import (
 )
 
 SESSION_STATES = [state for state in DEFAULT_STATE_PATTERNS if state != "idle"]
+LEDS = LedSettings()  # the room defaults
+
+
+def make_indicator(now: Callable[[], float] = time.monotonic, **keywords: Any) -> Indicator:
+    """An Indicator with the room's default ceiling and default pattern, `keywords` over them."""
+    defaults: dict[str, Any] = {"ceiling_s": LEDS.timeout_s, "default": LEDS.default_pattern}
+    return Indicator(now=now, **{**defaults, **keywords})
 
 
 class FakeClock:
@@ -37,7 +49,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def indicator(clock: FakeClock) -> Indicator:
-    return Indicator(now=clock)
+    return make_indicator(clock)
 
 
 def test_patterns_cover_every_state_of_the_issue() -> None:
@@ -107,17 +119,17 @@ def test_indicator_known_states_map_to_their_pattern(indicator: Indicator, state
 
 
 def test_indicator_unknown_states_map_to_the_default(clock: FakeClock) -> None:
-    indicator = Indicator(now=clock)
+    indicator = make_indicator(clock)
     indicator.show("thinking_hard")
     assert indicator.tick() == "unknown"
-    custom = Indicator(default="processing", now=clock)
+    custom = make_indicator(clock, default="processing")
     custom.show("thinking_hard")
     assert custom.tick() == "processing"
 
 
 def test_indicator_overrides_replace_and_add_mappings(clock: FakeClock) -> None:
-    indicator = Indicator(
-        overrides={"processing": "listening", "thinking": "processing"}, now=clock
+    indicator = make_indicator(
+        clock, overrides={"processing": "listening", "thinking": "processing"}
     )
     indicator.show("processing")
     assert indicator.tick() == "listening"
@@ -129,11 +141,11 @@ def test_indicator_overrides_replace_and_add_mappings(clock: FakeClock) -> None:
 
 def test_indicator_rejects_unknown_pattern_names() -> None:
     with pytest.raises(ValueError, match="unknown LED pattern 'rainbow'"):
-        Indicator(overrides={"processing": "rainbow"})
+        make_indicator(overrides={"processing": "rainbow"})
     with pytest.raises(ValueError, match="known: idle"):
-        Indicator(timeouts_s={"rainbow": 3.0})
+        make_indicator(timeouts_s={"rainbow": 3.0})
     with pytest.raises(ValueError):
-        Indicator(default="rainbow")
+        make_indicator(default="rainbow")
 
 
 @pytest.mark.parametrize("state", [*SESSION_STATES, "some_gateway_state"])
@@ -152,7 +164,7 @@ def test_indicator_every_non_idle_pattern_returns_to_idle_after_its_timeout(
 
 
 def test_indicator_timeouts_are_configurable_per_pattern(clock: FakeClock) -> None:
-    indicator = Indicator(timeouts_s={"processing": 2.0}, now=clock)
+    indicator = make_indicator(clock, timeouts_s={"processing": 2.0})
     indicator.show("processing")
     clock.advance(1.9)
     assert indicator.tick() == "processing"
@@ -161,7 +173,7 @@ def test_indicator_timeouts_are_configurable_per_pattern(clock: FakeClock) -> No
 
 
 def test_indicator_ceiling_caps_every_timeout(clock: FakeClock) -> None:
-    indicator = Indicator(timeouts_s={"responding": 500.0}, ceiling_s=1.0, now=clock)
+    indicator = make_indicator(clock, timeouts_s={"responding": 500.0}, ceiling_s=1.0)
     for state in ("responding", "error", "processing"):
         indicator.show(state)
         clock.advance(0.99)
@@ -238,7 +250,7 @@ def test_indicator_session_times_out_underneath_a_condition(
 
 
 def test_indicator_condition_patterns_follow_overrides(clock: FakeClock) -> None:
-    indicator = Indicator(overrides={"muted": "error", "offline": "idle"}, now=clock)
+    indicator = make_indicator(clock, overrides={"muted": "error", "offline": "idle"})
     indicator.set_offline(True)
     assert indicator.tick() == "idle"
     indicator.set_muted(True)
@@ -266,7 +278,7 @@ def test_indicator_inbound_states_never_show_this_satellites_own_patterns(
 
 
 def test_indicator_the_rule_applies_to_the_pattern_after_overrides(clock: FakeClock) -> None:
-    indicator = Indicator(overrides={"thinking": "muted", "muted": "error"}, now=clock)
+    indicator = make_indicator(clock, overrides={"thinking": "muted", "muted": "error"})
     indicator.show_inbound("thinking")  # maps to the muted pattern: ignored
     assert indicator.tick() == "idle"
     indicator.show_inbound("muted")  # maps to the error pattern, which others may show
@@ -320,7 +332,7 @@ def test_indicator_own_session_stays_open_when_its_pattern_timed_out(
 
 def test_indicator_microphone_fault_shows_error_until_it_recovers_over_mute() -> None:
     clock = [0.0]
-    indicator = Indicator(now=lambda: clock[0])
+    indicator = make_indicator(lambda: clock[0])
     indicator.set_muted(True)
     indicator.set_fault(True)
     clock[0] = 1000.0

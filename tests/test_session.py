@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
 
 from satellite.audio.gate import VoiceEnd
+from satellite.config import Settings
 from satellite.core.frames import FRAME_S, FRAME_SAMPLES, Frame, split_frames
 from satellite.core.session import (
     PAUSE_WAIT_S,
@@ -23,13 +24,14 @@ from satellite.core.session import (
     MuteChanged,
     Preroll,
     SessionMachine,
-    SessionTiming,
     SttUpdate,
     Transcript,
     WakeDetected,
     speech_level_db,
 )
+from satellite.runtime.engines import session_timing
 
+TIMING = session_timing(Settings(room_id="salon"))  # the room defaults
 LOUD = 1000
 LOUD_OVER_SILENCE_DB = 20 * math.log10(LOUD / 32768) + 80  # -30.3 dBFS over the -80 clamp
 
@@ -84,7 +86,7 @@ def machine(transcriber: FakeTranscriber, **timing: float) -> SessionMachine:
     return SessionMachine(
         detector=FakeDetector(),
         transcriber=transcriber,
-        timing=SessionTiming(**timing),
+        timing=replace(TIMING, **timing),
         new_id=lambda: f"id{next(counter)}",
     )
 
@@ -358,6 +360,7 @@ def test_wake_level_uses_the_last_second_and_the_voice_trackers_floor() -> None:
     m = SessionMachine(
         detector=FakeDetector(),
         transcriber=FakeTranscriber([SttUpdate("", HELLO)]),
+        timing=TIMING,
         voice=voice,
         new_id=lambda: "s",
     )
@@ -388,7 +391,9 @@ class NthFrameDetector:
 def test_wake_level_is_the_same_number_at_any_gain() -> None:
     def level(gain: float) -> float:
         m = SessionMachine(
-            detector=NthFrameDetector(21), transcriber=FakeTranscriber([SttUpdate("", HELLO)])
+            detector=NthFrameDetector(21),
+            transcriber=FakeTranscriber([SttUpdate("", HELLO)]),
+            timing=TIMING,
         )
         quiet, voice = frame(round(40 * gain)), frame(round(800 * gain))
         (wake, _) = run(m, [*[quiet] * 20, voice])

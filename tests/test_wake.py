@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from satellite.audio.wake import OwwDetector
+from satellite.config import WakeSettings
 from satellite.core.frames import split_frames
 from satellite.errors import ModelError
 from satellite.modelfiles import feature_model_paths, wake_model_path
@@ -17,8 +18,10 @@ from tests.support.speech import speak
 
 pytestmark = pytest.mark.integration
 
+WAKE = WakeSettings()  # the room defaults, where a test has no value of its own
 
-def detector(threshold: float = 0.5, patience: int = 1) -> OwwDetector:
+
+def detector(threshold: float = 0.5, patience: int = WAKE.patience) -> OwwDetector:
     melspec, embedding = feature_model_paths(models_dir())
     return OwwDetector(
         models={"hey_jarvis": wake_model_path(models_dir(), "hey_jarvis")},
@@ -26,6 +29,7 @@ def detector(threshold: float = 0.5, patience: int = 1) -> OwwDetector:
         embedding=embedding,
         threshold=threshold,
         patience=patience,
+        noise_suppression=WAKE.noise_suppression,
     )
 
 
@@ -108,7 +112,14 @@ def test_a_broken_model_file_is_a_model_error(tmp_path: Path) -> None:
     bad.write_bytes(b"not a model")
     melspec, embedding = feature_model_paths(models_dir())
     with pytest.raises(ModelError, match=r"broken\.onnx"):
-        OwwDetector(models={"broken": bad}, melspec=melspec, embedding=embedding, threshold=0.5)
+        OwwDetector(
+            models={"broken": bad},
+            melspec=melspec,
+            embedding=embedding,
+            threshold=0.5,
+            patience=WAKE.patience,
+            noise_suppression=WAKE.noise_suppression,
+        )
 
 
 def test_patience_needs_that_many_frames_in_a_row(speech_cache: Path) -> None:
@@ -134,6 +145,7 @@ def test_noise_suppression_runs_speex_before_the_model(speech_cache: Path) -> No
         melspec=melspec,
         embedding=embedding,
         threshold=0.5,
+        patience=WAKE.patience,
         noise_suppression=True,
     )
     assert det._model.speex_ns is not None  # openWakeWord's own Speex hook is on
@@ -152,5 +164,6 @@ def test_noise_suppression_without_speex_is_a_clear_model_error(
             melspec=melspec,
             embedding=embedding,
             threshold=0.5,
+            patience=WAKE.patience,
             noise_suppression=True,
         )

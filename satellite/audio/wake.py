@@ -46,8 +46,8 @@ class OwwDetector:
         melspec: Path,
         embedding: Path,
         threshold: float,
-        patience: int = 1,
-        noise_suppression: bool = False,
+        patience: int,
+        noise_suppression: bool,
     ) -> None:
         """`models` maps the configured name (reported as `wake_word`) to its .onnx file."""
         self.threshold = threshold

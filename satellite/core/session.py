@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
@@ -101,13 +101,13 @@ class Transcriber(Protocol):
 
 @dataclass(frozen=True)
 class SessionTiming:
-    """End-of-utterance and re-arm rules, in seconds."""
+    """End-of-utterance and re-arm rules, in seconds (the settings: stt.*, wake.refractory_s)."""
 
-    preroll_s: float = 1.5
-    trailing_silence_s: float = 1.0
-    max_utterance_s: float = 15.0
-    no_speech_timeout_s: float = 5.0
-    refractory_s: float = 2.0
+    preroll_s: float
+    trailing_silence_s: float
+    max_utterance_s: float
+    no_speech_timeout_s: float
+    refractory_s: float
 
 
 # Events the machine emits; the MQTT and LED sides observe them.
@@ -208,7 +208,7 @@ class SessionMachine:
 
     detector: WakeDetector
     transcriber: Transcriber
-    timing: SessionTiming = field(default_factory=SessionTiming)
+    timing: SessionTiming
     new_id: Callable[[], str] = new_id
     voice: VoiceTracker | None = None  # ends utterances on silence; None: on the partial only
 

@@ -43,7 +43,7 @@ class LedAnimator:
         driver: LedDriver,
         *,
         patterns: Mapping[str, Pattern] = PATTERNS,
-        fps: float = 20.0,
+        fps: float,
         initial: str = IDLE,
     ) -> None:
         if fps <= 0:

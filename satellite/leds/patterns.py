@@ -165,8 +165,8 @@ class Indicator:
         *,
         overrides: Mapping[str, str] | None = None,
         timeouts_s: Mapping[str, float] | None = None,
-        ceiling_s: float = 120.0,
-        default: str = DEFAULT_PATTERN,
+        ceiling_s: float,
+        default: str,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._states = {**DEFAULT_STATE_PATTERNS, **(overrides or {})}

@@ -79,16 +79,23 @@ def build_machine(settings: Settings, engines: Engines | None = None) -> Session
     if wake.gate:
         gate = EnergyGate(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
         detector = GatedDetector(oww, gate)
+    return SessionMachine(
+        detector=detector,
+        transcriber=engines.stt,
+        timing=session_timing(settings),
+        voice=VoiceEnd(),
+    )
+
+
+def session_timing(settings: Settings) -> SessionTiming:
+    """The session machine's end-of-utterance and re-arm rules, from the settings."""
     stt = settings.stt
-    timing = SessionTiming(
+    return SessionTiming(
         preroll_s=stt.preroll_s,
         trailing_silence_s=stt.trailing_silence_s,
         max_utterance_s=stt.max_utterance_s,
         no_speech_timeout_s=stt.no_speech_timeout_s,
         refractory_s=settings.wake.refractory_s,
-    )
-    return SessionMachine(
-        detector=detector, transcriber=engines.stt, timing=timing, voice=VoiceEnd()
     )
 
 
