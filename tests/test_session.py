@@ -12,6 +12,7 @@ import pytest
 from satellite.audio.gate import VoiceEnd
 from satellite.config import Settings
 from satellite.core.frames import FRAME_S, FRAME_SAMPLES, Frame, split_frames
+from satellite.core.requests import Abandon, Listen, SetFault, SetMuted
 from satellite.core.session import (
     PAUSE_WAIT_S,
     Detection,
@@ -425,3 +426,16 @@ def test_abandon_ends_that_sessions_utterance_without_a_final() -> None:
     # Re-armed as after any session: refractory, then a new wake word opens a new session.
     assert run(m, [frame(LOUD)] * seconds(2.0)) == []
     assert isinstance(run(m, [frame(LOUD)])[0], WakeDetected)
+
+
+def test_requests_are_applied_as_the_machine_methods_they_name() -> None:
+    m = machine(FakeTranscriber([]))
+    assert m.apply(Listen(session_id=None, no_speech_timeout_s=None)) == [Listening("id1", "id2")]
+    assert m.apply(Abandon("another session")) == []
+    assert m.apply(Abandon("id1")) == [Idle("id1", EndReason.LOST)]
+    assert m.apply(Listen("s1", 0.8)) == [Listening("s1", "id3")]
+    assert run(m, [frame()] * seconds(0.8)) == [Idle("s1", EndReason.NO_SPEECH)]
+    assert m.apply(SetMuted(True)) == [MuteChanged("id4", True)] and m.muted
+    assert m.apply(SetMuted(False)) == [MuteChanged("id5", False)] and not m.muted
+    assert m.apply(SetFault("gone")) == [FaultChanged("id6", "gone")]
+    assert m.apply(SetFault(None)) == [FaultChanged("id7", None)]

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from satellite.core.frames import FRAME_S, SAMPLE_RATE, Frame, frames_for, rms_dbfs
+from satellite.core.requests import Abandon, Listen, SessionRequest, SetFault, SetMuted
 from satellite.mqtt.contracts import new_id
 
 # After a detection the recogniser waits this long for the pause after the wake word:
@@ -241,6 +242,18 @@ class SessionMachine:
         if detection is None:
             return []
         return self._open(detection)
+
+    def apply(self, request: SessionRequest) -> list[Event]:
+        """Carry out what another thread asked for (the pipeline calls it between frames)."""
+        match request:
+            case SetMuted(muted):
+                return self.set_muted(muted)
+            case SetFault(reason):
+                return self.set_fault(reason)
+            case Listen(session_id, timeout_s):
+                return self.listen(session_id, timeout_s)
+            case Abandon(session_id):
+                return self.abandon(session_id)
 
     def set_muted(self, muted: bool) -> list[Event]:
         """Stop (or resume) consuming audio; an utterance in progress is dropped, not finalised."""
