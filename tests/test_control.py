@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from satellite.config import LedSettings, MqttSettings
+from satellite.config import FollowupSettings, LedSettings, MqttSettings
+from satellite.core.requests import Listen, SessionRequest, SetMuted
 from satellite.core.session import (
     EndReason,
     FaultChanged,
@@ -21,27 +22,23 @@ from satellite.core.session import (
 from satellite.leds import build_indicator
 from satellite.mqtt.contracts import PeerClaim, PeerResult, PeerStatus
 from satellite.mqtt.topics import Topics
-from satellite.runtime.control import (
+from satellite.runtime.control import Controller, Counters, Indicator, Item, RoomView
+from satellite.runtime.handovers import (
     TICK,
     ArbitrationDecided,
     ButtonPressed,
     ConnectionChanged,
-    Controller,
-    Counters,
-    FollowUp,
-    Indicator,
-    Item,
     MqttMessage,
     OversizedMessage,
-    RoomView,
     SessionEvent,
-    SessionRequest,
 )
 
 TOPICS = Topics(room_id="salon", satellite_id="sat1", mqtt=MqttSettings())
 STATE = "v1/voice_assistant/room/salon/session/{}/state"
 HINT = "v1/voice_assistant/room/salon/session/{}/overlay_hint"
 COMMAND = "v1/voice_assistant/room/salon/satellite/sat1/command"
+FOLLOW_UPS_ON = FollowupSettings(enabled=True)  # the room's defaults otherwise
+LISTEN = Listen(session_id=None, no_speech_timeout_s=None)  # the `listen` command's request
 
 
 @dataclass
@@ -90,6 +87,8 @@ def bare_controller(**overrides: Any) -> Controller:
         "request_session": lambda change: None,
         "on_change": lambda view, counters: None,
         "save_mute": lambda muted: None,
+        "follow_up": FollowupSettings(),
+        "max_payload_bytes": MqttSettings().max_payload_bytes,
     }
     return Controller(**{**keywords, **overrides})
 
@@ -115,7 +114,11 @@ class Harness:
     """
 
     def __init__(
-        self, *, muted: bool = False, follow_up: FollowUp | None = None, real_leds: bool = False
+        self,
+        *,
+        muted: bool = False,
+        follow_up: FollowupSettings | None = None,
+        real_leds: bool = False,
     ) -> None:
         self.clock = FakeClock()
         self.indicator: Indicator = (
@@ -135,7 +138,7 @@ class Harness:
             on_change=self._published,
             save_mute=self.saved.append,
             muted=muted,
-            follow_up=follow_up or FollowUp(),
+            follow_up=follow_up or FollowupSettings(),
             max_payload_bytes=1024,
             now=self.clock,
         )
@@ -183,10 +186,10 @@ def test_control_invalid_payloads_are_counted_and_change_nothing(harness: Harnes
 def test_control_button_toggles_mute_persists_and_asks_the_pipeline(harness: Harness) -> None:
     harness.send(ButtonPressed())
     assert harness.saved == [True] and harness.controller.muted
-    assert len(harness.requests) == 1
+    assert harness.requests == [SetMuted(True)]
     harness.send(ButtonPressed())
     assert harness.saved == [True, False] and not harness.controller.muted
-    assert len(harness.requests) == 2
+    assert harness.requests == [SetMuted(True), SetMuted(False)]
 
 
 def test_control_commands_mute_unmute_and_listen(harness: Harness) -> None:
@@ -197,7 +200,18 @@ def test_control_commands_mute_unmute_and_listen(harness: Harness) -> None:
         MqttMessage(COMMAND, b'{"command":"unmute"}'),
     )
     assert harness.saved == [True, False]
-    assert len(harness.requests) == 3
+    assert harness.requests == [SetMuted(True), LISTEN, SetMuted(False)]
+
+
+@pytest.mark.parametrize("muted", [False, True])
+def test_control_the_listen_command_asks_for_a_new_session_and_changes_no_mute(
+    muted: bool,
+) -> None:
+    h = Harness(muted=muted)
+    h.requests.clear()  # a muted start asks the pipeline to mute first
+    view = h.send(MqttMessage(COMMAND, b'{"command":"listen"}'))
+    assert h.requests == [LISTEN]  # the machine itself ignores it while muted
+    assert h.saved == [] and h.controller.muted == muted and view.muted == muted
 
 
 def test_control_session_events_set_state_and_counters(harness: Harness) -> None:
@@ -228,17 +242,24 @@ def test_control_keep_open_shows_attentive_without_follow_up_by_default(harness:
 
 
 def test_control_keep_open_follows_up_own_sessions_when_enabled() -> None:
-    h = Harness(follow_up=FollowUp(enabled=True, no_speech_timeout_s=3.0))
+    h = Harness(follow_up=FollowupSettings(enabled=True, no_speech_timeout_s=3.0))
     h.send(SessionEvent(Listening("s1", "u1")))
     h.send(MqttMessage(HINT.format("other"), b'{"keep_open": true}'))
     assert h.requests == []
     h.send(MqttMessage(HINT.format("s1"), b'{"keep_open": true}'))
-    assert len(h.requests) == 1
+    assert h.requests == [Listen("s1", 3.0)]  # in the same session, with its own timeout
+
+
+def test_control_keep_open_opens_nothing_while_muted() -> None:
+    h = Harness(follow_up=FOLLOW_UPS_ON)
+    h.send(SessionEvent(Listening("s1", "u1")), SessionEvent(Idle("s1", EndReason.FINAL)))
+    h.send(MqttMessage(COMMAND, b'{"command":"mute"}'), keep_open("s1"))
+    assert h.requests == [SetMuted(True)]
 
 
 def test_control_starts_muted_when_the_store_says_so() -> None:
     h = Harness(muted=True)
-    assert h.fake().muted and len(h.requests) == 1
+    assert h.fake().muted and h.requests == [SetMuted(True)]
     assert h.views[0].state == "muted"
 
 
@@ -364,7 +385,7 @@ def test_control_retained_commands_are_ignored_counted_and_warned_about_once(
 def test_control_live_commands_still_act_after_a_retained_one_was_ignored() -> None:
     h = Harness()
     h.send(RETAINED_MUTE, MqttMessage(COMMAND, b'{"command":"mute"}'))
-    assert h.controller.muted and h.saved == [True] and len(h.requests) == 1
+    assert h.controller.muted and h.saved == [True] and h.requests == [SetMuted(True)]
 
 
 def test_control_retained_states_and_hints_are_not_commands() -> None:
@@ -400,16 +421,18 @@ def keep_open(session: str) -> MqttMessage:
 def test_control_follow_ups_stop_at_the_cap_and_say_so_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="satellite.runtime.control")
-    h = Harness(follow_up=FollowUp(enabled=True, no_speech_timeout_s=3.0, max_per_session=2))
+    caplog.set_level(logging.INFO, logger="satellite.runtime.follow_ups")
+    h = Harness(
+        follow_up=FollowupSettings(enabled=True, no_speech_timeout_s=3.0, max_per_session=2)
+    )
     h.send(SessionEvent(Listening("s1", "u1")), SessionEvent(Idle("s1", EndReason.FINAL)))
     for utterance in ("u2", "u3"):
         h.send(keep_open("s1"))
         h.send(SessionEvent(Listening("s1", utterance)), SessionEvent(Idle("s1", EndReason.FINAL)))
-    assert len(h.requests) == 2
+    assert h.requests == [Listen("s1", 3.0)] * 2
     for _ in range(5):
         h.send(keep_open("s1"))
-    assert len(h.requests) == 2
+    assert h.requests == [Listen("s1", 3.0)] * 2
     capped = [r.getMessage() for r in caplog.records if "max_per_session" in r.getMessage()]
     assert capped == [
         "session s1 had 2 follow-ups (followup.max_per_session): keep_open no longer opens "
@@ -419,14 +442,15 @@ def test_control_follow_ups_stop_at_the_cap_and_say_so_once(
 
 
 def test_control_follow_up_cap_is_per_session() -> None:
-    h = Harness(follow_up=FollowUp(enabled=True, max_per_session=1))
+    h = Harness(follow_up=FollowupSettings(enabled=True, max_per_session=1))
     h.send(
         SessionEvent(Listening("s1", "u1")), keep_open("s1"), SessionEvent(Listening("s1", "u2"))
     )
     h.send(SessionEvent(Listening("s2", "u3")), keep_open("s1"))
-    assert len(h.requests) == 1
+    timeout = FOLLOW_UPS_ON.no_speech_timeout_s
+    assert h.requests == [Listen("s1", timeout)]
     h.send(keep_open("s2"))
-    assert len(h.requests) == 2
+    assert h.requests == [Listen("s1", timeout), Listen("s2", timeout)]
 
 
 # --- Status publications coalesced (issue 12) ---

@@ -2,13 +2,13 @@
 
 It owns what the room can see and steer: the LED pattern, mute, and the retained status.
 Other threads (paho's network thread, gpiozero's callback thread, the pipeline thread) only
-call `submit()`, which hands their item over through the one queue.
+call `submit()`, which hands their item (satellite.runtime.handovers) over through the one
+queue. What it asks of the session machine goes out as data (satellite.core.requests).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
@@ -16,15 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from satellite.core.session import (
-    Event,
-    FaultChanged,
-    Idle,
-    Listening,
-    MuteChanged,
-    SessionMachine,
-    WakeDetected,
-)
+from satellite.config import FollowupSettings
+from satellite.core.requests import Listen, SessionRequest, SetMuted
+from satellite.core.session import Event, FaultChanged, Idle, Listening, MuteChanged, WakeDetected
 from satellite.mqtt.contracts import PeerClaim, PeerResult, PeerStatus, SatelliteState
 from satellite.mqtt.inbound import (
     ClaimReceived,
@@ -38,21 +32,25 @@ from satellite.mqtt.inbound import (
     parse_inbound,
 )
 from satellite.mqtt.topics import Topics
+from satellite.runtime.follow_ups import FollowUps
+from satellite.runtime.handovers import (
+    TICK,
+    AccessoryFault,
+    ArbitrationDecided,
+    ButtonPressed,
+    ConnectionChanged,
+    MqttMessage,
+    OversizedMessage,
+    SessionEvent,
+    Tick,
+)
+from satellite.runtime.status_pacing import StatusPacer
 
 log = logging.getLogger(__name__)
-
-_OWN_SESSIONS = 16  # sessions remembered for follow-ups (a keep_open comes seconds after)
 
 # How many rejected payloads are logged at WARNING before the rest go to DEBUG (a flood of
 # garbage must not flood the journal; the counter in the status keeps the total).
 _LOUD_REJECTIONS = 20
-
-# The retained status goes out at most this often: a flood of inbound states changes the LEDs
-# at once, but the broker (and every dashboard) gets the latest view, not every step.
-STATUS_INTERVAL_S = 0.5
-# A change of the counters alone waits this long, so that the status is not re-published
-# for every invalid message counted.
-COUNTERS_INTERVAL_S = 1.0
 
 
 class Indicator(Protocol):
@@ -89,62 +87,6 @@ class HouseholdListener(Protocol):
     def connection(self, connected: bool) -> None: ...
 
 
-SessionRequest = Callable[[SessionMachine], list[Event]]
-
-
-@dataclass(frozen=True)
-class MqttMessage:
-    """A message from a subscribed topic (submitted by paho's thread).
-
-    `retained`: the broker sent it because we subscribed (a stored message), not live.
-    """
-
-    topic: str
-    payload: bytes
-    retained: bool = False
-
-
-@dataclass(frozen=True)
-class OversizedMessage:
-    """A message over the size limit, dropped on arrival: only its topic and size travel on."""
-
-    topic: str
-    size: int
-
-
-@dataclass(frozen=True)
-class ConnectionChanged:
-    """The broker connection came up or went down (submitted by paho's thread)."""
-
-    connected: bool
-
-
-@dataclass(frozen=True)
-class ButtonPressed:
-    """The mute button was pressed (submitted by gpiozero's thread)."""
-
-
-@dataclass(frozen=True)
-class AccessoryFault:
-    """The LEDs or button failed to open (`reason`) or are open now (None)."""
-
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class SessionEvent:
-    """Something the session machine did (submitted by the pipeline thread)."""
-
-    event: Event
-
-
-@dataclass(frozen=True)
-class ArbitrationDecided:
-    """This satellite's claim of a wake word won (its session opened) or lost."""
-
-    won: bool
-
-
 @dataclass(frozen=True)
 class Reconfigure:
     """A reload changed the room's settings: what the controller works with from now on."""
@@ -154,7 +96,7 @@ class Reconfigure:
     indicator: Indicator
     leds: PatternSink
     save_mute: Callable[[bool], None]
-    follow_up: FollowUp
+    follow_up: FollowupSettings
     max_payload_bytes: int
 
 
@@ -193,23 +135,6 @@ class RoomView:
     accessory_fault: str | None = None
 
 
-@dataclass(frozen=True)
-class FollowUp:
-    """Follow-up listening after `overlay_hint` keep_open (off unless the room enables it)."""
-
-    enabled: bool = False
-    no_speech_timeout_s: float = 4.0
-    max_per_session: int = 3
-
-
-@dataclass
-class _OwnSession:
-    """A session this satellite opened: how many follow-ups it had."""
-
-    follow_ups: int = 0
-    cap_logged: bool = False
-
-
 class Controller:
     """Applies every item in arrival order on its own thread; see the module docstring."""
 
@@ -223,9 +148,9 @@ class Controller:
         request_session: Callable[[SessionRequest], None],
         on_change: Callable[[RoomView, Counters], None],
         save_mute: Callable[[bool], None],
+        follow_up: FollowupSettings,
+        max_payload_bytes: int,
         muted: bool = False,
-        follow_up: FollowUp = FollowUp(),
-        max_payload_bytes: int = 65536,
         household: HouseholdListener | None = None,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -236,26 +161,22 @@ class Controller:
         self.request_session = request_session
         self.on_change = on_change
         self.save_mute = save_mute
-        self.follow_up = follow_up
+        self.follow_ups = FollowUps(follow_up)
         self.max_payload_bytes = max_payload_bytes
         self.household = household
-        self._now = now
         self.counters = Counters()
         self.muted = muted
         self.fault: str | None = None
         self.accessory_fault: str | None = None
         self._state: SatelliteState = "muted" if muted else "idle"
-        self._own_sessions: dict[str, _OwnSession] = {}  # the last _OWN_SESSIONS, oldest first
         self._pattern: str | None = None  # on the LEDs
         self._view: RoomView | None = None  # the latest, published or not
-        self._published: RoomView | None = None
-        self._published_at = -math.inf
-        self._counters_dirty_since: float | None = None
+        self._status = StatusPacer(now)
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="control", daemon=True)
         self.indicator.set_muted(muted)
         if muted:
-            self.request_session(lambda machine: machine.set_muted(True))
+            self.request_session(SetMuted(True))
         self._refresh(force=True)
 
     def start(self) -> None:
@@ -329,7 +250,7 @@ class Controller:
     def _reconfigure(self, change: Reconfigure) -> None:
         moved = change.save_mute != self.save_mute  # another mute file: it gets our state
         self.topics, self.source = change.topics, change.source
-        self.save_mute, self.follow_up = change.save_mute, change.follow_up
+        self.save_mute, self.follow_ups.settings = change.save_mute, change.follow_up
         self.max_payload_bytes = change.max_payload_bytes
         self.leds, self.indicator = change.leds, change.indicator
         # The new indicator starts from what the room sees now; the new LEDs show it.
@@ -341,7 +262,8 @@ class Controller:
             self.save_mute(self.muted)
         # The next refresh shows the pattern on the new LEDs and publishes the status (on
         # the new topics, if they moved) as soon as STATUS_INTERVAL_S allows.
-        self._pattern = self._published = None
+        self._pattern = None
+        self._status.forget()
 
     def _inbound(self, message: MqttMessage) -> None:
         parsed = parse_inbound(
@@ -415,28 +337,15 @@ class Controller:
             self.indicator.show_inbound("idle", "an overlay hint")
             return
         self.indicator.show_inbound("attentive", "an overlay hint")
-        own = self._own_sessions.get(hint.session_id)
-        if not self.follow_up.enabled or own is None or self.muted:
-            return
-        if own.follow_ups >= self.follow_up.max_per_session:
-            if not own.cap_logged:
-                own.cap_logged = True
-                log.info(
-                    "session %s had %d follow-ups (followup.max_per_session): keep_open no "
-                    "longer opens the microphone in it",
-                    hint.session_id,
-                    own.follow_ups,
-                )
-            return
-        timeout = self.follow_up.no_speech_timeout_s
-        session_id = hint.session_id
-        self.request_session(lambda machine: machine.listen(session_id, timeout))
+        follow_up = None if self.muted else self.follow_ups.request(hint.session_id)
+        if follow_up is not None:
+            self.request_session(follow_up)
 
     def _command(self, command: CommandReceived) -> None:
         name = command.message.command
         log.info("command %s", name)
         if name == "listen":
-            self.request_session(lambda machine: machine.listen())
+            self.request_session(Listen(session_id=None, no_speech_timeout_s=None))
         else:
             self._set_muted(name == "mute", "command")
 
@@ -446,7 +355,7 @@ class Controller:
         self.muted = muted
         log.info("%s by %s", "muted" if muted else "unmuted", why)
         self.save_mute(muted)
-        self.request_session(lambda machine: machine.set_muted(muted))
+        self.request_session(SetMuted(muted))
 
     def _session_event(self, event: Event) -> None:
         if isinstance(event, WakeDetected):
@@ -454,7 +363,8 @@ class Controller:
             self._state = "wake_detected"
             self.indicator.show("wake_detected")
         elif isinstance(event, Listening):
-            self._note_utterance(event.session_id)
+            if self.follow_ups.utterance(event.session_id):
+                self.counters.sessions += 1
             self._state = "listening"
             self.indicator.show("listening")
         elif isinstance(event, Idle):
@@ -468,20 +378,8 @@ class Controller:
             self._state = "error" if event.reason else ("muted" if self.muted else "idle")
             self.indicator.set_fault(event.reason is not None)
 
-    def _note_utterance(self, session_id: str) -> None:
-        """A new session of ours, or a follow-up utterance in one."""
-        own = self._own_sessions.get(session_id)
-        if own is not None:
-            own.follow_ups += 1
-            return
-        self._own_sessions[session_id] = _OwnSession()
-        if len(self._own_sessions) > _OWN_SESSIONS:
-            del self._own_sessions[next(iter(self._own_sessions))]
-        self.counters.sessions += 1
-
     def _mark_counters(self) -> None:
-        if self._counters_dirty_since is None:
-            self._counters_dirty_since = self._now()
+        self._status.counters_changed()
 
     def _refresh(self, force: bool = False) -> None:
         pattern = self.indicator.tick()
@@ -489,24 +387,8 @@ class Controller:
             self.leds.set_pattern(pattern)
             self._pattern = pattern
         self._view = RoomView(self._state, self.muted, pattern, self.fault, self.accessory_fault)
-        if force or self._status_due():
+        if force or self._status.due(self._view):
             # The first status is the birth the link sends once connected: it holds nothing
             # back, so a fault found at start goes out with it.
-            self._published, self._published_at = self._view, -math.inf if force else self._now()
-            self._counters_dirty_since = None
+            self._status.sent(self._view, birth=force)
             self.on_change(self._view, self.counters)
-
-    def _status_due(self) -> bool:
-        now = self._now()
-        if now - self._published_at < STATUS_INTERVAL_S:
-            return False
-        dirty_since = self._counters_dirty_since
-        counters_due = dirty_since is not None and now - dirty_since >= COUNTERS_INTERVAL_S
-        return self._view != self._published or counters_due
-
-
-class Tick:
-    """Nothing arrived for a while: apply LED timeouts, publish a status held back."""
-
-
-TICK = Tick()

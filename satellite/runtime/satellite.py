@@ -15,6 +15,7 @@ from satellite import __version__
 from satellite.audio.capture import Capture, FrameAssembler
 from satellite.config import Settings
 from satellite.core.frames import Frame
+from satellite.core.requests import Abandon, SessionRequest, SetFault
 from satellite.core.session import Event, Final, Listening, SessionMachine, WakeDetected
 from satellite.leds import build_indicator
 from satellite.leds.accessories import Accessories
@@ -24,22 +25,16 @@ from satellite.mqtt.link import MqttLink
 from satellite.mqtt.outbound import Outbox
 from satellite.mqtt.takeover import OwnStatus
 from satellite.mqtt.topics import HOUSEHOLD_QOS, HouseholdTopic, SatelliteTopic
-from satellite.runtime.control import (
+from satellite.runtime.control import Controller, Counters, Item, Reconfigure, RoomView
+from satellite.runtime.engines import Engines, build_machine, build_outbox, client_id, load_engines
+from satellite.runtime.handovers import (
     AccessoryFault,
     ArbitrationDecided,
     ButtonPressed,
     ConnectionChanged,
-    Controller,
-    Counters,
-    FollowUp,
-    Item,
     MqttMessage,
-    Reconfigure,
-    RoomView,
     SessionEvent,
-    SessionRequest,
 )
-from satellite.runtime.engines import Engines, build_machine, build_outbox, client_id, load_engines
 from satellite.runtime.mute_store import MuteStore, mute_file
 from satellite.runtime.reload import ReloadPlan
 from satellite.runtime.systemd import Liveness
@@ -108,7 +103,7 @@ class Pipeline:
         self._thread.start()
 
     def request(self, change: SessionRequest) -> None:
-        """Apply `change` to the session machine on the pipeline thread (from any thread)."""
+        """Have the session machine apply `change` on the pipeline thread (from any thread)."""
         self._requests.put(change)
 
     def replace(self, swap: Swap) -> None:
@@ -149,7 +144,7 @@ class Pipeline:
                 change = self._requests.get_nowait()
             except queue.Empty:
                 return
-            self._emit(change(self.machine))
+            self._emit(self.machine.apply(change))
 
     def _apply_swap(self) -> None:
         if self._swap is None:
@@ -280,7 +275,6 @@ class Satellite:
         log.info("listening in room %s as %s", self.settings.room_id, self.settings.satellite_id)
 
     def _make_controller(self) -> Controller:
-        followup = self.settings.followup
         return Controller(
             topics=self.outbox.topics,
             source=self.outbox.source,
@@ -290,9 +284,7 @@ class Satellite:
             on_change=self._publish_status,
             save_mute=self.mute_store.save,
             muted=self.mute_store.load(),
-            follow_up=FollowUp(
-                followup.enabled, followup.no_speech_timeout_s, followup.max_per_session
-            ),
+            follow_up=self.settings.followup,
             max_payload_bytes=self.settings.mqtt.max_payload_bytes,
             household=self.arbiter,
         )
@@ -371,7 +363,6 @@ class Satellite:
     def _reconfigure_controller(self, settings: Settings) -> None:
         if self.controller is None:
             return
-        followup = settings.followup
         self.controller.reconfigure(
             Reconfigure(
                 topics=self.outbox.topics,
@@ -379,9 +370,7 @@ class Satellite:
                 indicator=build_indicator(settings.leds),
                 leds=self.accessories,
                 save_mute=self.mute_store.save,
-                follow_up=FollowUp(
-                    followup.enabled, followup.no_speech_timeout_s, followup.max_per_session
-                ),
+                follow_up=settings.followup,
                 max_payload_bytes=settings.mqtt.max_payload_bytes,
             )
         )
@@ -418,7 +407,7 @@ class Satellite:
 
     def _on_mic_fault(self, reason: str | None) -> None:
         # Runs on the caller of Capture.open() or on the capture thread: hand over.
-        self.pipeline.request(lambda machine: machine.set_fault(reason))
+        self.pipeline.request(SetFault(reason))
 
     def _on_event(self, event: Event) -> None:
         # Runs on the pipeline thread. The arbiter delivers it now, or holds it while the
@@ -445,7 +434,7 @@ class Satellite:
 
     def _abandon(self, session_id: str) -> None:
         # Runs under the arbiter's lock: the pipeline ends the utterance between frames.
-        self.pipeline.request(lambda machine: machine.abandon(session_id))
+        self.pipeline.request(Abandon(session_id))
 
     def _will(self, settings: Settings) -> bytes:
         # The broker publishes it at a moment nobody knows now: no timestamp, uptime or state.
