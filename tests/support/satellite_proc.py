@@ -10,11 +10,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tests.support import tiers
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def models_dir() -> Path:
     """Where install.sh --dev put the models (or SATELLITE_TEST_MODELS_DIR)."""
+    tiers.require("integration", "uses the real models")
     return Path(os.environ.get("SATELLITE_TEST_MODELS_DIR", ROOT / ".cache" / "models"))
 
 
@@ -67,6 +70,7 @@ class SatelliteProcess:
         log_path: Path,
         wrap: Callable[[list[str]], list[str]] = lambda argv: argv,
     ) -> None:
+        tiers.require("integration", "runs the daemon")
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(  # `wrap` must exec the command (same pid, for signals)
