@@ -18,7 +18,7 @@ from tests.support.satellite_proc import ROOT, room_config
 
 def devices(mic: FifoMic, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "satellite.commands.devices", *args],
+        [sys.executable, "-m", "satellite", "devices", *args],
         cwd=ROOT,
         env=mic.env,
         capture_output=True,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from satellite.config import EX_CONFIG, AudioSettings, load_settings
-from satellite.errors import AudioError, ConfigError
+from satellite.config import AudioSettings, load_settings
+from satellite.errors import AudioError
 
 PROBE_RATES = (8000, 16000, 22050, 32000, 44100, 48000)
 
@@ -133,22 +132,3 @@ def _import_pyaudio() -> Any:
     except ImportError as exc:
         raise AudioError("pyaudio is not installed: run install.sh") from exc
     return pyaudio
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m satellite.commands.devices`: the same as `satellite devices`."""
-    parser = argparse.ArgumentParser(prog="satellite devices", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args, sys.stdout)
-    except ConfigError as exc:
-        print(f"satellite: config error: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    except AudioError as exc:
-        print(f"satellite: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
