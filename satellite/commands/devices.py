@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from satellite.audio.portaudio import InputDevice, import_pyaudio, list_inputs, pick_device
 from satellite.config import AudioSettings, load_settings
 from satellite.errors import AudioError
 
@@ -29,10 +30,9 @@ def probe_devices(
     channels: int, *, rates: Sequence[int] = PROBE_RATES, pyaudio_module: Any = None
 ) -> list[DeviceReport]:
     """Every capture device PortAudio lists, with the `rates` it opens at with `channels`."""
-    from satellite.audio.capture import list_inputs
     from satellite.audio.health import native_stderr_silenced
 
-    pyaudio = pyaudio_module or _import_pyaudio()
+    pyaudio = pyaudio_module or import_pyaudio()
     # alsa-lib prints a line for every card and rate it cannot do: not news here.
     with native_stderr_silenced():
         pa = pyaudio.PyAudio()
@@ -64,8 +64,6 @@ def _accepts(pa: Any, pyaudio: Any, index: int, rate: int, channels: int) -> boo
 
 def picked(reports: Sequence[DeviceReport], audio: AudioSettings) -> DeviceReport | None:
     """The device `audio.device` names, as the satellite would pick it."""
-    from satellite.audio.capture import InputDevice, pick_device
-
     inputs = [InputDevice(r.index, r.name, r.channels, r.default_rate) for r in reports]
     try:
         chosen = pick_device(inputs, audio.device)
@@ -124,11 +122,3 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     audio = load_settings(config).audio if config is not None else AudioSettings()
     found = render(probe_devices(audio.channels), audio, out)
     return 0 if found or config is None else 1
-
-
-def _import_pyaudio() -> Any:
-    try:
-        import pyaudio
-    except ImportError as exc:
-        raise AudioError("pyaudio is not installed: run install.sh") from exc
-    return pyaudio
