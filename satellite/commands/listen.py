@@ -32,7 +32,7 @@ from satellite.audio.gate import GatedDetector
 from satellite.audio.health import native_stderr_silenced
 from satellite.audio.wake import OwwDetector
 from satellite.config import Settings, load_settings
-from satellite.core.frames import Frame, frames_for
+from satellite.core.frames import Frame, amplitude_dbfs, frames_for
 from satellite.core.session import (
     Event,
     Final,
@@ -85,14 +85,10 @@ def frame_level(frame: Frame) -> Level:
     """The level of one frame of int16 samples."""
     if len(frame) == 0:
         return SILENT
-    samples = frame.astype(np.float64) / 32768.0
+    samples = frame.astype(np.float64)
     peak = float(np.max(np.abs(samples)))
     rms = float(np.sqrt(np.mean(samples * samples)))
-    return Level(_dbfs(peak), _dbfs(rms))
-
-
-def _dbfs(amplitude: float) -> float:
-    return 20.0 * math.log10(amplitude) if amplitude > 0 else -math.inf
+    return Level(amplitude_dbfs(peak), amplitude_dbfs(rms))
 
 
 @dataclass(frozen=True)
