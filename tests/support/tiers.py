@@ -1,9 +1,9 @@
 """The test tiers as a rule: a test that starts a real component carries that component's marker.
 
 The fast tier (`pytest -m "not integration"`) must stay fast, offline and rootless, so the helpers
-that start mosquitto, the FIFO microphone, the daemon, the real models or install.sh call
-`require()`. conftest.py records the running test's markers; outside pytest (the benchmarks use
-these helpers too) nothing is checked.
+that start mosquitto (or amqtt), the FIFO microphone, the daemon or install.sh call `require()`.
+conftest.py records the running test's markers; outside pytest (the benchmarks use these helpers
+too) nothing is checked.
 """
 
 from __future__ import annotations
