@@ -7,8 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import tiers
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Let the helpers that start real components check the test's markers (tiers.py)."""
+    tiers.enter(item.nodeid, (mark.name for mark in item.iter_markers()))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    tiers.leave()
 
 
 @pytest.fixture

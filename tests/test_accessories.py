@@ -93,7 +93,7 @@ def test_leds_in_use_are_a_fault_then_open_when_freed(factory: MockFactory) -> N
 
 
 def test_a_button_in_use_is_a_fault_and_works_once_it_opens(factory: MockFactory) -> None:
-    faults, presses = Faults(), []
+    faults, presses = Faults(), list[int]()
     holder = DigitalOutputDevice(17, pin_factory=factory)
     acc = accessories(factory, faults, presses)
     acc.start()

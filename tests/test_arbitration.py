@@ -251,7 +251,7 @@ class Rig:
 
 
 WAKE = WakeDetected("s1", "hey_jarvis", 0.83, 23.04)
-SESSION = [
+SESSION: list[Event] = [
     WAKE,
     Listening("s1", "u1"),
     Interim("s1", "u1", "turn on", 1),

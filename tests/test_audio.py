@@ -12,14 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from satellite.audio.capture import (
-    Capture,
-    FrameAssembler,
-    InputDevice,
-    PaceCheck,
-    alsa_refusal,
-    pick_device,
-)
+from satellite.audio.capture import Capture, FrameAssembler
+from satellite.audio.health import PaceCheck, alsa_refusal
+from satellite.audio.portaudio import InputDevice, pick_device
 from satellite.config import AudioSettings
 from satellite.core.frames import FRAME_SAMPLES
 from satellite.errors import AudioError

@@ -12,11 +12,10 @@ from benchmarks.accuracy import base_settings
 from benchmarks.corpus import Corpus, load_or_build
 from tests.test_accuracy_harness import TINY
 
-pytestmark = pytest.mark.integration
-
 SMALL = run.Plan(silence_s=2, speech_s=3, wake_repeats=1, rounds=1, commands=1, process_s=6)
 
 
+@pytest.mark.integration
 def test_run_reports_every_target_against_its_floor() -> None:
     report = run.run(SMALL, quick=True)
     cpu = report["cpu"]
@@ -59,6 +58,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return load_or_build(TINY, tmp_path_factory.mktemp("accuracy"))
 
 
+@pytest.mark.integration
 def test_gate_comparison_finds_the_same_detections(corpus: Corpus, tmp_path: Path) -> None:
     report = gate.compare(base_settings(tmp_path), corpus)
     assert report["clips"] == len(corpus.clips)

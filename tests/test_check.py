@@ -43,10 +43,10 @@ PASSWORD = "correct horse"
 def check(
     config: Path, mic: FifoMic, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m satellite.commands.check --config CONFIG ARGS` with the FIFO mic and mock GPIO."""
+    """`satellite check --config CONFIG ARGS` with the FIFO mic and mock GPIO."""
     clean = {k: v for k, v in mic.env.items() if not k.startswith(("SATELLITE_", "MQTT_"))}
     return subprocess.run(
-        [sys.executable, "-m", "satellite.commands.check", "--config", str(config), *args],
+        [sys.executable, "-m", "satellite", "check", "--config", str(config), *args],
         cwd=ROOT,
         env={**clean, "GPIOZERO_PIN_FACTORY": "mock", **(env or {})},
         capture_output=True,

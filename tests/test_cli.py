@@ -165,6 +165,7 @@ def test_quiet_means_the_same_before_or_after_the_command(tmp_path: Path, where:
     assert (tmp_path / "schemas" / "state.schema.json").is_file()
 
 
+@pytest.mark.integration  # the real models (installed by install.sh --dev, else downloaded)
 def test_models_install_quiet_prints_nothing_when_installed(tmp_path: Path) -> None:
     from tests.support.satellite_proc import models_dir
 
@@ -228,6 +229,7 @@ def test_a_tools_options_are_known_after_global_flags(tmp_path: Path) -> None:
 
 
 def test_the_cli_exits_78_like_the_config_module_says() -> None:
-    from satellite import cli, config
+    from satellite import config
+    from satellite.commands import cli
 
     assert cli.EX_CONFIG == config.EX_CONFIG

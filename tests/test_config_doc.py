@@ -25,7 +25,7 @@ REFERENCE = ROOT / "docs" / "configuration.md"
 
 def config_doc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "satellite.commands.config_doc", *args],
+        [sys.executable, "-m", "satellite", "config", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -36,8 +36,7 @@ def config_doc(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_committed_reference_matches_the_model() -> None:
     assert REFERENCE.read_text(encoding="utf-8") == render_reference(), (
-        "docs/configuration.md is stale: run "
-        "`python -m satellite.commands.config_doc --write docs/configuration.md`"
+        "docs/configuration.md is stale: run `satellite config --write docs/configuration.md`"
     )
 
 
@@ -118,7 +117,7 @@ def test_config_show_names_each_source(tmp_path: Path) -> None:
     config = tmp_path / "salon.toml"
     config.write_text('room_id = "salon"\n[audio]\ndevice = "fifomic"\n')
     done = subprocess.run(
-        [sys.executable, "-m", "satellite.commands.config_doc", "--show", "--config", str(config)],
+        [sys.executable, "-m", "satellite", "config", "--show", "--config", str(config)],
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "SATELLITE_MQTT__PORT": "1884", "MQTT_BASE_PREFIX": "va"},
         capture_output=True,

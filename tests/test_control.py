@@ -31,6 +31,7 @@ from satellite.runtime.handovers import (
     MqttMessage,
     OversizedMessage,
     SessionEvent,
+    Tick,
 )
 
 TOPICS = Topics(room_id="salon", satellite_id="sat1", mqtt=MqttSettings())
@@ -147,7 +148,7 @@ class Harness:
         self.views.append(view)
         self.published.append((view, Counters(**vars(counters))))
 
-    def send(self, *items: Item) -> RoomView:
+    def send(self, *items: Item | Tick) -> RoomView:
         for item in items:
             self.controller.handle(item)
         view = self.controller.view
@@ -542,12 +543,13 @@ class FakeHousehold:
 def test_control_hands_claims_results_statuses_and_the_connection_to_the_arbiter() -> None:
     household = FakeHousehold()
     controller = bare_controller(topics=GROUP_TOPICS, household=household)
-    for item in [
+    items: list[Item] = [
         MqttMessage(PEER_STATUS, b'{"online":true,"satellite_id":"sat2","group":"home"}', True),
         MqttMessage(CLAIM, A_CLAIM),
         MqttMessage(RESULT, A_RESULT),
         ConnectionChanged(False),
-    ]:
+    ]
+    for item in items:
         controller.handle(item)
     assert household.heard == [
         ("status", ("sat2", True)),

@@ -18,7 +18,7 @@ from tests.support.satellite_proc import ROOT, room_config
 
 def devices(mic: FifoMic, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "satellite.commands.devices", *args],
+        [sys.executable, "-m", "satellite", "devices", *args],
         cwd=ROOT,
         env=mic.env,
         capture_output=True,
@@ -55,7 +55,7 @@ class FakePyAudio:
     """Two capture devices and an output-only one; the USB mic takes 44.1 and 48 kHz only."""
 
     paInt16 = 8  # noqa: N815  # the pyaudio module's name
-    DEVICES = (
+    DEVICES: ClassVar[tuple[dict[str, Any], ...]] = (
         {"name": "seeed-2mic-voicecard: (hw:1,0)", "maxInputChannels": 2, "rate": 48000},
         {"name": "hdmi", "maxInputChannels": 0, "rate": 48000},
         {"name": "USB Mic: Audio (hw:2,0)", "maxInputChannels": 1, "rate": 44100},

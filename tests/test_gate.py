@@ -11,16 +11,22 @@ from benchmarks.signals import room_tone
 from satellite.audio.gate import (
     FLOOR_WINDOW_S,
     REPLAY_S,
-    SILENT_DBFS,
     EnergyGate,
     GatedDetector,
     VoiceEnd,
     last_pause,
-    rms_dbfs,
 )
 from satellite.audio.wake import OwwDetector
 from satellite.config import WakeSettings
-from satellite.core.frames import FRAME_S, SAMPLE_RATE, Frame, frames_for, split_frames
+from satellite.core.frames import (
+    FRAME_S,
+    SAMPLE_RATE,
+    SILENT_DBFS,
+    Frame,
+    frames_for,
+    rms_dbfs,
+    split_frames,
+)
 from satellite.core.session import Detection
 from satellite.modelfiles import feature_model_paths, wake_model_path
 from tests.support.satellite_proc import models_dir
@@ -84,7 +90,7 @@ def test_voice_end_times_silence_to_the_10_ms_window() -> None:
 
 def spoken(*parts: tuple[str, float]) -> Frame:
     """Room tone (about -61 dBFS) with a -20 dBFS tone where a part is "voice"."""
-    pieces = []
+    pieces: list[Frame] = []
     for kind, seconds in parts:
         n = round(seconds * SAMPLE_RATE)
         noise = room_tone(seconds, seed=len(pieces))[:n].astype(np.float64)
@@ -231,7 +237,7 @@ def scored(detector: OwwDetector | GatedDetector, frames: list[Frame]) -> list[t
     return hits
 
 
-def noisy(samples: np.ndarray, snr_db: float, seed: int) -> np.ndarray:  # type: ignore[type-arg]
+def noisy(samples: Frame, snr_db: float, seed: int) -> Frame:
     rng = np.random.default_rng(seed)
     voiced = samples[np.abs(samples) > 300].astype(np.float64)
     noise_rms = np.sqrt(np.mean(voiced**2)) / 10 ** (snr_db / 20)

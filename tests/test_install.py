@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from satellite.config import default_satellite_id, load_settings
 from satellite.leds.hats import SYSTEM_HATS_DIR, load_hat
+from tests.support import tiers
 from tests.support.broker import Broker
 from tests.support.systemd_container import DebianRoot, SystemdContainer, unavailable_reason
 from tests.support.unit_install import (
@@ -35,6 +36,7 @@ HATS = sorted({path.stem for path in (FIRMWARE / "hats").glob("*.toml")} | {"non
 
 
 def run_install(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    tiers.require("install", "runs install.sh")
     return subprocess.run(
         [str(INSTALL), *map(str, args)],
         check=False,
@@ -91,6 +93,7 @@ def manifest(root: Path) -> list[str]:
     return (root / "var/lib/satellite/install-manifest").read_text().splitlines()
 
 
+@pytest.mark.install
 def test_root_install_lays_down_the_tree(salon: Path) -> None:
     assert files_in(salon) == {
         "boot/firmware/config.txt",
@@ -116,6 +119,7 @@ def test_root_install_lays_down_the_tree(salon: Path) -> None:
     assert alsa == (FIRMWARE / "alsa/respeaker-2mic.conf").read_bytes()
 
 
+@pytest.mark.install
 def test_root_install_writes_the_room_config(salon: Path) -> None:
     path = salon / "etc/satellite/salon.toml"
     data = tomllib.loads(path.read_text())
@@ -131,6 +135,7 @@ def test_root_install_writes_the_room_config(salon: Path) -> None:
     assert '# satellite_id = "pi-salon"' in path.read_text()
 
 
+@pytest.mark.install
 @pytest.mark.parametrize(
     ("model", "small"),
     [
@@ -155,6 +160,7 @@ def test_a_small_board_gets_the_small_board_profile(
     assert stt.phrases == []  # phrases are the room's own: only suggested, commented out
 
 
+@pytest.mark.install
 @pytest.mark.parametrize("machine_id", ["0123456789abcdef" * 2, "fedcba9876543210" * 2])
 def test_a_new_config_gets_the_machines_own_satellite_id(tmp_path: Path, machine_id: str) -> None:
     # Two Pis left at the same host name: their configs still name two satellites.
@@ -169,6 +175,7 @@ def test_a_new_config_gets_the_machines_own_satellite_id(tmp_path: Path, machine
     assert load_settings(config).satellite_id == written
 
 
+@pytest.mark.install
 def test_root_install_appends_the_hat_lines_to_config_txt_once(salon: Path) -> None:
     text = (salon / "boot/firmware/config.txt").read_text()
     assert text.startswith(STOCK_CONFIG_TXT)
@@ -179,6 +186,7 @@ def test_root_install_appends_the_hat_lines_to_config_txt_once(salon: Path) -> N
     assert "dtoverlay=wm8960-soundcard,alsaname=seeed-2mic-voicecard" in block
 
 
+@pytest.mark.install
 def test_root_install_records_what_it_installed(salon: Path) -> None:
     # The image has no /etc/group: sysusers.d will create all three groups at first boot.
     assert [line for line in manifest(salon) if not line.startswith("rmdir ")] == [
@@ -207,6 +215,7 @@ def test_root_install_records_what_it_installed(salon: Path) -> None:
     assert not {"/boot", "/boot/firmware"} & made
 
 
+@pytest.mark.install
 def test_groups_the_image_has_are_not_recorded(image: Path) -> None:
     (image / "etc").mkdir()
     (image / "etc/group").write_text("root:x:0:\naudio:x:29:\ngpio:x:997:\n")
@@ -218,6 +227,8 @@ def _ids(path: Path) -> dict[str, list[str]]:
     return {line.split(":")[0]: line.split(":") for line in path.read_text().splitlines()}
 
 
+@pytest.mark.install
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="systemd-tmpfiles chowns: needs root")
 def test_first_boot_creates_the_user_groups_and_permissions(salon: Path) -> None:
     # What systemd-sysusers.service and systemd-tmpfiles-setup.service do at boot, on a
@@ -247,12 +258,14 @@ def test_first_boot_creates_the_user_groups_and_permissions(salon: Path) -> None
     assert (models.st_uid, models.st_mode & 0o777) == (0, 0o755)
 
 
+@pytest.mark.install
 def test_second_run_changes_nothing(salon: Path) -> None:
     before = tree_digest(salon)
     install_ok("--root", salon, "--room", "salon", "--hat", "respeaker-2mic")
     assert tree_digest(salon) == before
 
 
+@pytest.mark.install
 def test_existing_config_is_never_overwritten(salon: Path) -> None:
     config = salon / "etc/satellite/salon.toml"
     config.write_text('room_id = "salon"\n# mine\n')
@@ -261,6 +274,7 @@ def test_existing_config_is_never_overwritten(salon: Path) -> None:
     assert "keeping /etc/satellite/salon.toml" in out
 
 
+@pytest.mark.install
 def test_options_on_an_existing_room_list_the_keys_that_differ(image: Path) -> None:
     install_ok("--root", image, "--room", "salon")
     config = image / "etc/satellite/salon.toml"
@@ -277,6 +291,7 @@ def test_options_on_an_existing_room_list_the_keys_that_differ(image: Path) -> N
     assert "--update-config" in out
 
 
+@pytest.mark.install
 def test_update_config_rewrites_only_those_keys(image: Path) -> None:
     install_ok("--root", image, "--room", "salon")
     config = image / "etc/satellite/salon.toml"
@@ -314,6 +329,7 @@ def test_update_config_rewrites_only_those_keys(image: Path) -> None:
     assert "it already has what --hat respeaker-2mic would set" in again
 
 
+@pytest.mark.install
 def test_a_rerun_without_hat_keeps_the_configs_hat(salon: Path) -> None:
     before = tree_digest(salon)
     out = install_ok("--root", salon, "--room", "salon")
@@ -321,17 +337,20 @@ def test_a_rerun_without_hat_keeps_the_configs_hat(salon: Path) -> None:
     assert tree_digest(salon) == before
 
 
+@pytest.mark.install
 def test_update_config_needs_room(tmp_path: Path) -> None:
     done = run_install("--root", tmp_path, "--uninstall", "--update-config")
     assert done.returncode == 2 and "--update-config goes with --room" in done.stderr
 
 
+@pytest.mark.install
 def test_changing_the_hat_replaces_its_files(salon: Path) -> None:
     install_ok("--root", salon, "--room", "salon", "--hat", "none")
     assert not (salon / "etc/alsa/conf.d/60-satellite.conf").exists()
     assert (salon / "boot/firmware/config.txt").read_text() == STOCK_CONFIG_TXT
 
 
+@pytest.mark.install
 def test_uninstall_removes_what_it_installed_and_keeps_the_config(salon: Path) -> None:
     config = (salon / "etc/satellite/salon.toml").read_bytes()
     install_ok("--root", salon, "--uninstall")
@@ -346,6 +365,7 @@ def test_uninstall_removes_what_it_installed_and_keeps_the_config(salon: Path) -
     assert "unit satellite@salon.service" not in manifest(salon)
 
 
+@pytest.mark.install
 def test_uninstall_purge_removes_the_config_too(salon: Path) -> None:
     out = install_ok("--root", salon, "--uninstall", "--purge")
     assert files_in(salon) == {"boot/firmware/config.txt"}
@@ -354,6 +374,7 @@ def test_uninstall_purge_removes_the_config_too(salon: Path) -> None:
     assert "kept on purpose: mosquitto" in out and "apt packages" in out
 
 
+@pytest.mark.install
 def test_uninstall_purge_leaves_no_directory_either(salon: Path) -> None:
     # Every directory install.sh made goes too (empty /usr/share/satellite/hats/ included);
     # /boot/firmware was the image's.
@@ -362,6 +383,7 @@ def test_uninstall_purge_leaves_no_directory_either(salon: Path) -> None:
     assert left == {"boot", "boot/firmware", "boot/firmware/config.txt"}
 
 
+@pytest.mark.install
 def test_uninstall_says_what_it_keeps(salon: Path) -> None:
     out = install_ok("--root", salon, "--uninstall")
     assert "kept /etc/satellite and /var/lib/satellite" in out
@@ -370,6 +392,7 @@ def test_uninstall_says_what_it_keeps(salon: Path) -> None:
     assert not (salon / "usr/share/satellite").exists()
 
 
+@pytest.mark.install
 def test_someone_elses_satellite_command_is_left_alone(image: Path) -> None:
     mine = image / "usr/local/bin/satellite"
     mine.parent.mkdir(parents=True)
@@ -380,12 +403,14 @@ def test_someone_elses_satellite_command_is_left_alone(image: Path) -> None:
     assert mine.read_text() == "#!/bin/sh\n"
 
 
+@pytest.mark.install
 def test_purge_after_uninstall_still_finds_the_config(salon: Path) -> None:
     install_ok("--root", salon, "--uninstall")
     install_ok("--root", salon, "--uninstall", "--purge")
     assert files_in(salon) == {"boot/firmware/config.txt"}
 
 
+@pytest.mark.install
 def test_uninstall_then_install_gives_the_same_tree(tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     install_ok("--root", first, "--room", "salon", "--hat", "respeaker-4mic")
@@ -395,6 +420,7 @@ def test_uninstall_then_install_gives_the_same_tree(tmp_path: Path) -> None:
     assert files_in(first) == files_in(second)
 
 
+@pytest.mark.install
 @pytest.mark.parametrize("room", ["a/b", "sal+on", "sal#on", "", "-x", "living room"])
 def test_bad_room_fails_with_one_line(tmp_path: Path, room: str) -> None:
     done = run_install("--root", tmp_path / "image", "--room", room)
@@ -403,6 +429,7 @@ def test_bad_room_fails_with_one_line(tmp_path: Path, room: str) -> None:
     assert files_in(tmp_path / "image") == set()
 
 
+@pytest.mark.install
 def test_unknown_hat_fails_with_one_line(tmp_path: Path) -> None:
     done = run_install("--root", tmp_path / "image", "--room", "salon", "--hat", "respeaker-9mic")
     assert done.returncode != 0
@@ -411,6 +438,7 @@ def test_unknown_hat_fails_with_one_line(tmp_path: Path) -> None:
     assert files_in(tmp_path / "image") == set()
 
 
+@pytest.mark.install
 @pytest.mark.parametrize(
     "broker",
     ["http://host", "mqtt://", "mqtt://user:secret@host", "mqtt://host:70000", "mqtt://ho st"],
@@ -422,6 +450,7 @@ def test_bad_broker_fails_with_one_line(tmp_path: Path, broker: str) -> None:
     assert "secret" not in done.stderr
 
 
+@pytest.mark.install
 @pytest.mark.parametrize(
     ("broker", "expected"),
     [
@@ -450,6 +479,7 @@ def test_broker_url_goes_into_the_config(
     assert ("salon.password" in out) == ("username" in expected)
 
 
+@pytest.mark.install
 @pytest.mark.parametrize("hat", HATS)
 def test_every_hat_gives_a_valid_config(tmp_path: Path, hat: str) -> None:
     install_ok("--root", tmp_path, "--room", "salon", "--hat", hat)
@@ -478,6 +508,7 @@ def test_room_example_is_valid(path: Path) -> None:
         assert settings.audio.device == "satellite_mic"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", sorted((FIRMWARE / "alsa").glob("*.conf")), ids=lambda p: p.name)
 def test_asound_snippet_defines_satellite_mic(tmp_path: Path, path: Path) -> None:
     # alsa-lib parses it as a user's ~/.asoundrc; opening it reaches the HAT's card, absent here.
@@ -508,6 +539,7 @@ def test_scripts_are_shellcheck_clean(script: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.install
 def test_help_lists_every_option() -> None:
     done = run_install("--help")
     assert done.returncode == 0
@@ -574,6 +606,7 @@ SALON = "v1/voice_assistant/room/salon"
 KITCHEN = "v1/voice_assistant/room/kitchen"
 
 
+@pytest.mark.integration
 def test_acl_example_lets_the_salon_satellite_publish_only_its_own_topics(
     acl_clients: tuple[_Client, _Client],
 ) -> None:
@@ -595,6 +628,7 @@ def test_acl_example_lets_the_salon_satellite_publish_only_its_own_topics(
     assert gateway.received_until(marker) == allowed
 
 
+@pytest.mark.integration
 def test_acl_example_lets_the_salon_satellite_read_only_its_room(
     acl_clients: tuple[_Client, _Client],
 ) -> None:
@@ -692,6 +726,7 @@ class FakePi:
 
     def run(self, call: str, *args: str) -> subprocess.CompletedProcess[str]:
         """Source install.sh with the fakes, parse ARGS, then run `call`; the calls are reset."""
+        tiers.require("install", "runs install.sh's functions")
         (self.path / "calls").write_text("")
         return subprocess.run(
             ["bash", "-c", SOURCED_PI + call, "install.sh", *args],
@@ -720,6 +755,7 @@ def last_line(done: subprocess.CompletedProcess[str]) -> str:
     return done.stdout.splitlines()[-1]
 
 
+@pytest.mark.install
 def test_first_install_starts_the_service_once(pi: FakePi) -> None:
     done = pi.install()
     assert done.returncode == 0, done.stdout + done.stderr
@@ -728,6 +764,7 @@ def test_first_install_starts_the_service_once(pi: FakePi) -> None:
     assert last_line(done) == f"install.sh: satellite@salon is listening: {LISTENING}"
 
 
+@pytest.mark.install
 def test_rerun_restarts_only_when_something_changed(pi: FakePi) -> None:
     pi.install()
     same = pi.install()
@@ -742,6 +779,7 @@ def test_rerun_restarts_only_when_something_changed(pi: FakePi) -> None:
     assert pi.calls("start", "restart") == []
 
 
+@pytest.mark.install
 def test_a_failed_start_ends_with_the_error_and_the_check_command(pi: FakePi) -> None:
     pi.write("start-fails", "")
     pi.write("journal", "starting\nconfig error: leds: cannot open the apa102 LEDs: no SPI\n")
@@ -754,6 +792,7 @@ def test_a_failed_start_ends_with_the_error_and_the_check_command(pi: FakePi) ->
     assert "Job for" not in done.stdout + done.stderr
 
 
+@pytest.mark.install
 def test_a_fault_in_the_status_is_not_called_listening(pi: FakePi) -> None:
     status = "room salon; mic 'satellite_mic' FAULT (no such device); broker 127.0.0.1:1883"
     pi.write("status", status + "\n")
@@ -765,6 +804,7 @@ def test_a_fault_in_the_status_is_not_called_listening(pi: FakePi) -> None:
     )
 
 
+@pytest.mark.install
 def test_purge_removes_the_groups_it_created_and_nothing_else(pi: FakePi) -> None:
     pi.install()
     recorded = (pi.root / "var/lib/satellite/install-manifest").read_text().splitlines()
@@ -813,6 +853,8 @@ def start_and_summarise(container: SystemdContainer, room: str, standin: str) ->
     return (done.stdout + done.stderr).splitlines()
 
 
+@pytest.mark.install
+@pytest.mark.network
 @pytest.mark.integration
 @pytest.mark.root
 def test_summary_under_real_systemd_says_listening(standin_systemd: SystemdContainer) -> None:
@@ -823,6 +865,8 @@ def test_summary_under_real_systemd_says_listening(standin_systemd: SystemdConta
     ]
 
 
+@pytest.mark.install
+@pytest.mark.network
 @pytest.mark.integration
 @pytest.mark.root
 def test_summary_under_real_systemd_names_the_error(standin_systemd: SystemdContainer) -> None:
@@ -848,6 +892,7 @@ def lone_install(tmp_path: Path) -> Path:
 
 def fake_machine(tmp_path: Path, dpkg_arch: str | None, uname_m: str) -> dict[str, str]:
     """PATH with dpkg/uname saying this machine's architecture; apt and python only record."""
+    tiers.require("install", "runs install.sh")
     bin_dir = tmp_path / "machine-bin"
     bin_dir.mkdir()
     dpkg = f"echo {dpkg_arch}" if dpkg_arch else "exit 1"
@@ -866,6 +911,7 @@ def fake_machine(tmp_path: Path, dpkg_arch: str | None, uname_m: str) -> dict[st
 RECORDED = ("apt-get", "dpkg-query", "python3", "pip", "systemctl")
 
 
+@pytest.mark.install
 @pytest.mark.parametrize("args", [("--room", "salon"), ("--dev",)], ids=["pi", "dev"])
 def test_a_32_bit_os_stops_before_apt_and_pip(
     tmp_path: Path, lone_install: Path, args: tuple[str, ...]
@@ -882,6 +928,7 @@ def test_a_32_bit_os_stops_before_apt_and_pip(
     assert (tmp_path / "calls").read_text() == ""
 
 
+@pytest.mark.install
 @pytest.mark.parametrize(
     ("dpkg_arch", "uname_m", "ok"),
     [

@@ -58,14 +58,14 @@ def test_native_factory_is_a_fallback_and_lgpio_is_not() -> None:
 
 
 def test_check_names_the_factory(default_mock: None) -> None:
-    settings = Settings(room_id="salon", leds={"hat": "gpio-led"})  # type: ignore[arg-type]
+    settings = Settings(room_id="salon", leds={"hat": "gpio-led"})
     result = check_leds(settings, step_s=0.0)
     assert result.ok, result
     assert "on MockFactory" in result.detail
 
 
 def test_check_names_the_spi_interface_and_device(default_mock: None) -> None:
-    settings = Settings(room_id="salon", leds={"hat": "respeaker-2mic"})  # type: ignore[arg-type]
+    settings = Settings(room_id="salon", leds={"hat": "respeaker-2mic"})
     result = check_leds(settings, step_s=0.0)
     assert result.ok, result
     assert "SPI software (MockSPIInterface) on /dev/spidev0.0" in result.detail
@@ -78,6 +78,6 @@ def test_check_flags_a_fallback_with_its_fix(
 
     native = Backend("NativeFactory")
     monkeypatch.setattr(satellite.leds, "backend_of", lambda driver: native)
-    settings = Settings(room_id="salon", leds={"hat": "gpio-led"})  # type: ignore[arg-type]
+    settings = Settings(room_id="salon", leds={"hat": "gpio-led"})
     result = check_leds(settings, step_s=0.0)
     assert result.ok is False and result.fix == native.fallback, result

@@ -458,6 +458,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> RealInstall:
 
 
 @pytest.mark.integration
+@pytest.mark.network
 def test_real_wheels_install_the_expected_files(real: RealInstall) -> None:
     oww = real.models_dir / "openwakeword"
     vosk = real.models_dir / VOSK_MODEL
@@ -476,6 +477,7 @@ def test_real_wheels_install_the_expected_files(real: RealInstall) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.network
 def test_real_second_install_downloads_nothing(real: RealInstall) -> None:
     cache = real.models_dir / ".cache"
     cached_before = {path.name: path.stat().st_mtime_ns for path in cache.iterdir()}
@@ -489,6 +491,7 @@ def test_real_second_install_downloads_nothing(real: RealInstall) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.network
 def test_real_corrupt_file_is_detected_and_repaired(real: RealInstall, tmp_path: Path) -> None:
     models_dir = tmp_path / "models"
     shutil.copytree(real.models_dir, models_dir, ignore=shutil.ignore_patterns(".cache"))
@@ -514,6 +517,7 @@ def test_real_corrupt_file_is_detected_and_repaired(real: RealInstall, tmp_path:
 
 
 @pytest.mark.integration
+@pytest.mark.network
 def test_real_lookups_find_the_installed_models(real: RealInstall) -> None:
     oww = real.models_dir / "openwakeword"
 
@@ -526,6 +530,7 @@ def test_real_lookups_find_the_installed_models(real: RealInstall) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.network
 def test_real_models_load_in_their_runtimes(real: RealInstall) -> None:
     import onnxruntime
     import vosk

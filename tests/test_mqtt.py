@@ -22,8 +22,6 @@ from satellite.mqtt.link import MqttLink, reconnect_delay
 from tests.support.broker import Broker, free_port
 from tests.support.mqtt_probe import Probe, Received
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[1]
 STATUS = "v1/voice_assistant/room/kitchen/satellite/sat1/status"
 COMMAND = "v1/voice_assistant/room/kitchen/satellite/sat1/command"
@@ -45,6 +43,7 @@ def inbox() -> tuple[queue.Queue[tuple[str, bytes]], Callable[[str, bytes, bool]
     return received, lambda topic, payload, retained: received.put((topic, payload))
 
 
+@pytest.mark.integration
 def test_publish_qos0_and_qos1_arrive_with_their_qos_and_retain_flag(broker: Broker) -> None:
     with (
         Probe(broker.host, broker.port, "v1/#") as probe,
@@ -61,6 +60,7 @@ def test_publish_qos0_and_qos1_arrive_with_their_qos_and_retain_flag(broker: Bro
     assert (kept.payload, kept.qos, kept.retain) == (b"kept", 1, True)
 
 
+@pytest.mark.integration
 def test_publish_wait_confirms_a_retained_message_for_later_subscribers(broker: Broker) -> None:
     with MqttLink(settings_for(broker.host, broker.port), client_id="sat-retain") as link:
         link.start()
@@ -71,6 +71,7 @@ def test_publish_wait_confirms_a_retained_message_for_later_subscribers(broker: 
     assert (message.payload, message.retain) == (b"online", True)
 
 
+@pytest.mark.integration
 def test_subscriptions_deliver_inbound_messages_to_on_message(broker: Broker) -> None:
     received, on_message = inbox()
     link = MqttLink(
@@ -88,6 +89,7 @@ def test_subscriptions_deliver_inbound_messages_to_on_message(broker: Broker) ->
     assert got == [(COMMAND, b'{"command": "mute"}'), (STATE, b'{"state": "processing"}')]
 
 
+@pytest.mark.integration
 def test_on_message_says_retained_only_for_a_stored_message_sent_on_subscribe(
     broker: Broker,
 ) -> None:
@@ -109,6 +111,7 @@ def test_on_message_says_retained_only_for_a_stored_message_sent_on_subscribe(
         assert received.get(timeout=WAIT) == (b"", False)
 
 
+@pytest.mark.integration
 def test_broker_down_at_start_connects_once_it_is_up(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -135,6 +138,7 @@ def test_broker_down_at_start_connects_once_it_is_up(
     assert "unreachable: Connection refused; retrying" in warnings[0].getMessage()
 
 
+@pytest.mark.integration
 def test_broker_restart_reconnects_resubscribes_and_republishes_birth(broker: Broker) -> None:
     received, on_message = inbox()
     changes: queue.Queue[bool] = queue.Queue()
@@ -186,6 +190,7 @@ def read_line(process: subprocess.Popen[str], timeout: float) -> str:
     return process.stdout.readline().strip() if ready else ""
 
 
+@pytest.mark.integration
 def test_last_will_is_retained_when_the_process_dies(broker: Broker, tmp_path: Path) -> None:
     script = tmp_path / "child.py"
     script.write_text(WILL_CHILD)
@@ -206,6 +211,7 @@ def test_last_will_is_retained_when_the_process_dies(broker: Broker, tmp_path: P
     assert (will.payload, will.retain) == (b'{"online": false}', True)
 
 
+@pytest.mark.integration
 def test_clean_close_does_not_send_the_will(broker: Broker) -> None:
     settings = settings_for(broker.host, broker.port)
     with Probe(broker.host, broker.port, STATUS) as probe:
@@ -218,6 +224,7 @@ def test_clean_close_does_not_send_the_will(broker: Broker) -> None:
             probe.wait_for(on_topic(STATUS), 1.0)
 
 
+@pytest.mark.integration
 def test_on_message_that_raises_does_not_stop_later_messages(
     broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -256,6 +263,7 @@ def test_publish_never_raises_while_disconnected(tmp_path: Path) -> None:
     assert not link.connected
 
 
+@pytest.mark.integration
 def test_refused_connection_is_retried_with_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -318,6 +326,7 @@ def test_close_is_idempotent_and_safe_before_start() -> None:
         link.start()
 
 
+@pytest.mark.integration
 def test_set_birth_while_connected_publishes_now(broker: Broker) -> None:
     with (
         Probe(broker.host, broker.port, STATUS) as probe,
@@ -366,6 +375,7 @@ def drain(received: queue.Queue[tuple[str, bytes]], until: bytes) -> list[bytes]
     return payloads
 
 
+@pytest.mark.integration
 def test_offline_queue_is_bounded_drops_interims_and_the_oldest_keeps_order(
     tmp_path: Path,
 ) -> None:
@@ -387,6 +397,7 @@ def test_offline_queue_is_bounded_drops_interims_and_the_oldest_keeps_order(
     assert payloads == [f"final-{i}".encode() for i in range(5, 15)] + [b"birth-2", b"after"]
 
 
+@pytest.mark.integration
 def test_outage_keeps_publishes_from_another_thread_in_order_without_loss(
     broker: Broker,
 ) -> None:

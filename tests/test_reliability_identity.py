@@ -152,7 +152,10 @@ def restart(
     broker: Broker, link: MqttLink, caplog: pytest.LogCaptureFixture, *, quick: bool
 ) -> float:
     """Restart the broker (not quick: once the link failed to reach it); seconds until back."""
-    failed = lambda: len(records(caplog, "satellite.mqtt.link.sat", logging.WARNING))  # noqa: E731
+
+    def failed() -> int:
+        return len(records(caplog, "satellite.mqtt.link.sat", logging.WARNING))
+
     failures = failed()
     broker.stop()
     wait_until(lambda: not link.connected, WAIT, "the link saw the broker go")
@@ -216,7 +219,10 @@ def test_two_daemons_with_the_same_satellite_id_report_it_and_stop_fighting(
         ) as two:
             both = lambda: all(" ERROR " in sat.log() for sat in (one, two))  # noqa: E731
             wait_until(both, 60, "an ERROR from each daemon")
-            count = lambda: broker.logs().count(f" as {client_id} (")  # noqa: E731
+
+            def count() -> int:
+                return broker.logs().count(f" as {client_id} (")
+
             before, mark = count(), len(probe.received())
             during = count_during(WINDOW_S, count, limit=2)
             wills = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 import pytest
@@ -35,6 +36,11 @@ from satellite.runtime.engines import session_timing
 TIMING = session_timing(Settings(room_id="salon"))  # the room defaults
 LOUD = 1000
 LOUD_OVER_SILENCE_DB = 20 * math.log10(LOUD / 32768) + 80  # -30.3 dBFS over the -80 clamp
+
+
+def approx(value: float, abs: float) -> float:
+    """pytest.approx(value, abs=abs), typed as the float it compares equal to."""
+    return cast(float, pytest.approx(value, abs=abs))
 
 
 def frame(value: int = 0) -> Frame:
@@ -108,7 +114,7 @@ def test_session_wake_listen_interims_final_idle_in_order() -> None:
     m = machine(FakeTranscriber(script))
     events = run(m, [frame(), frame(LOUD), *[frame()] * 4])
     assert events == [
-        WakeDetected("id1", "hey_jarvis", 0.9, pytest.approx(LOUD_OVER_SILENCE_DB, abs=0.01)),
+        WakeDetected("id1", "hey_jarvis", 0.9, approx(LOUD_OVER_SILENCE_DB, abs=0.01)),
         Listening("id1", "id2"),
         Interim("id1", "id2", "turn", 1),
         Interim("id1", "id2", "turn on", 2),

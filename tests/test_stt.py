@@ -10,7 +10,7 @@ import pytest
 from benchmarks.signals import in_room
 from satellite.audio.speech import PAUSE_LOOKBACK_S, VoskTranscriber, wake_word_end
 from satellite.config import load_settings
-from satellite.core.frames import FRAME_SAMPLES, split_frames
+from satellite.core.frames import FRAME_SAMPLES, Frame, split_frames
 from satellite.core.session import Final, Preroll, TimedWord, Transcript
 from satellite.errors import ConfigError, ModelError
 from satellite.modelfiles import vosk_model_path
@@ -27,8 +27,8 @@ def transcriber() -> VoskTranscriber:
 
 
 def transcribe(
-    t: VoskTranscriber, preroll: np.ndarray, rest: np.ndarray, wake_end_s: float | None = None
-) -> tuple[list[str], Transcript | None]:  # type: ignore[type-arg]
+    t: VoskTranscriber, preroll: Frame, rest: Frame, wake_end_s: float | None = None
+) -> tuple[list[str], Transcript | None]:
     t.start(Preroll(preroll, len(preroll) / 16000, wake_end_s))
     partials: list[str] = []
     for frame in split_frames(np.concatenate([rest, np.zeros(3 * 16000, np.int16)])):

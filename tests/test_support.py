@@ -20,8 +20,6 @@ from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe, Received
 from tests.support.speech import load_wav, save_wav, speak
 
-pytestmark = pytest.mark.integration
-
 # Runs with HOME=<the mic's home>: ALSA reads ~/.asoundrc once, at PortAudio's start.
 READER = """
 import json, sys, time
@@ -105,12 +103,14 @@ def find(fed: npt.NDArray[np.int16], got: npt.NDArray[np.int16]) -> int:
 # --- broker -------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_broker_listens_on_loopback_and_logs(broker: Broker) -> None:
     assert broker.host == "127.0.0.1"
     assert port_accepts(broker.host, broker.port)
     assert "mosquitto version" in broker.log_path.read_text()
 
 
+@pytest.mark.integration
 def test_broker_restarts_on_the_same_port(tmp_path: Path) -> None:
     with Broker(tmp_path) as broker:
         port = broker.port
@@ -122,6 +122,7 @@ def test_broker_restarts_on_the_same_port(tmp_path: Path) -> None:
         assert port_accepts(broker.host, port)
 
 
+@pytest.mark.integration
 def test_broker_with_a_chosen_port_is_down_until_started(tmp_path: Path) -> None:
     port = free_port()
     broker = Broker(tmp_path, port=port)
@@ -131,6 +132,7 @@ def test_broker_with_a_chosen_port_is_down_until_started(tmp_path: Path) -> None
         assert port_accepts("127.0.0.1", port)
 
 
+@pytest.mark.integration
 def test_broker_reports_a_bad_config(tmp_path: Path) -> None:
     with (
         pytest.raises(AssertionError, match="exited at start"),
@@ -142,6 +144,7 @@ def test_broker_reports_a_bad_config(tmp_path: Path) -> None:
 # --- probe --------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_probe_records_qos_and_retain_as_published(broker: Broker) -> None:
     with (
         Probe(broker.host, broker.port, "t/#") as probe,
@@ -159,6 +162,7 @@ def test_probe_records_qos_and_retain_as_published(broker: Broker) -> None:
     ]
 
 
+@pytest.mark.integration
 def test_probe_gets_retained_messages_on_subscribe(broker: Broker) -> None:
     with Probe(broker.host, broker.port, "unused") as publisher:
         publisher.publish("state", b"online", retain=True)
@@ -167,6 +171,7 @@ def test_probe_gets_retained_messages_on_subscribe(broker: Broker) -> None:
     assert message.retain
 
 
+@pytest.mark.integration
 def test_probe_wait_for_starts_at_an_index(broker: Broker) -> None:
     with Probe(broker.host, broker.port, "#") as probe:
         probe.publish("a", b"1")
@@ -175,6 +180,7 @@ def test_probe_wait_for_starts_at_an_index(broker: Broker) -> None:
     assert second.payload == b"2"
 
 
+@pytest.mark.integration
 def test_probe_resubscribes_after_a_broker_restart(broker: Broker) -> None:
     with Probe(broker.host, broker.port, "state") as probe:
         broker.stop()
@@ -184,6 +190,7 @@ def test_probe_resubscribes_after_a_broker_restart(broker: Broker) -> None:
         probe.wait_for(lambda m: m.payload == b"back", timeout=10)
 
 
+@pytest.mark.integration
 def test_probe_timeout_dumps_what_arrived(broker: Broker) -> None:
     with Probe(broker.host, broker.port, "#") as probe:
         probe.publish("seen", b"payload")
@@ -192,6 +199,7 @@ def test_probe_timeout_dumps_what_arrived(broker: Broker) -> None:
             probe.wait_for(lambda m: m.topic == "never", timeout=0.2)
 
 
+@pytest.mark.integration
 def test_probe_start_fails_when_broker_is_down(tmp_path: Path) -> None:
     broker = Broker(tmp_path)
     with pytest.raises(ConnectionRefusedError), Probe(broker.host, broker.port):
@@ -205,6 +213,7 @@ def test_received_is_a_value() -> None:
 # --- fifo mic -----------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_fifo_mic_is_listed_paced_and_byte_exact(fifo_mic: FifoMic, tmp_path: Path) -> None:
     fed = noise(8000)
     first: list[int] = []
@@ -219,6 +228,7 @@ def test_fifo_mic_is_listed_paced_and_byte_exact(fifo_mic: FifoMic, tmp_path: Pa
     assert 0 <= read_at - fifo_mic.written_at(first[0]) < 0.4
 
 
+@pytest.mark.integration
 def test_fifo_mic_serves_48k_stereo(tmp_path: Path) -> None:
     fed = noise(2 * 24000).reshape(-1, 2)
     with FifoMic(tmp_path, rate=48000, channels=2) as mic:
@@ -226,6 +236,7 @@ def test_fifo_mic_serves_48k_stereo(tmp_path: Path) -> None:
     find(fed.reshape(-1), got.samples)
 
 
+@pytest.mark.integration
 def test_fifo_mic_pause_makes_reads_hang(fifo_mic: FifoMic, tmp_path: Path) -> None:
     def pause_for_a_while() -> None:
         fifo_mic.pause_writing()
@@ -236,17 +247,20 @@ def test_fifo_mic_pause_makes_reads_hang(fifo_mic: FifoMic, tmp_path: Path) -> N
     assert max(np.diff(got.times)) >= 0.45
 
 
+@pytest.mark.integration
 def test_fifo_mic_close_gives_unpaced_stale_reads(fifo_mic: FifoMic, tmp_path: Path) -> None:
     got = capture(fifo_mic, tmp_path / "out.raw", 30, fifo_mic.close)
     # EOF is not an error for alsa-lib's file plugin: reads return at once, forever.
     assert got.times[-1] - got.times[0] < 1.0
 
 
+@pytest.mark.integration
 def test_fifo_mic_written_at_needs_a_written_frame(fifo_mic: FifoMic) -> None:
     with pytest.raises(AssertionError, match="not written yet"):
         fifo_mic.written_at(0)
 
 
+@pytest.mark.integration
 def test_fifo_mic_feed_rejects_partial_frames(tmp_path: Path) -> None:
     mic = FifoMic(tmp_path, channels=2)
     with pytest.raises(ValueError, match="whole 2-channel frames"):
@@ -256,6 +270,7 @@ def test_fifo_mic_feed_rejects_partial_frames(tmp_path: Path) -> None:
 # --- speech -------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_speak_pads_with_silence_and_caches(speech_cache: Path) -> None:
     samples = speak("hello world", cache_dir=speech_cache)
     cached = sorted(speech_cache.iterdir())

@@ -36,7 +36,8 @@ from tests.support.unit_install import (
     write_room_config,
 )
 
-pytestmark = pytest.mark.integration
+# Boots a debootstrap root (built from the network on first use) in namespaces only root makes.
+pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.network]
 
 
 @pytest.fixture(scope="module")

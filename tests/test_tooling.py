@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
     [
         ["ruff", "check", "satellite", "tests", "benchmarks"],
         ["ruff", "format", "--check", "satellite", "tests", "benchmarks"],
-        ["mypy", "satellite", "benchmarks"],
+        ["mypy", "satellite", "benchmarks", "tests"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
 )

@@ -10,7 +10,7 @@ import pytest
 
 from satellite.audio.wake import OwwDetector
 from satellite.config import WakeSettings
-from satellite.core.frames import split_frames
+from satellite.core.frames import Frame, split_frames
 from satellite.errors import ModelError
 from satellite.modelfiles import feature_model_paths, wake_model_path
 from tests.support.satellite_proc import models_dir
@@ -33,7 +33,7 @@ def detector(threshold: float = 0.5, patience: int = WAKE.patience) -> OwwDetect
     )
 
 
-def detections(det: OwwDetector, samples: np.ndarray) -> list[tuple[int, float]]:  # type: ignore[type-arg]
+def detections(det: OwwDetector, samples: Frame) -> list[tuple[int, float]]:
     found = []
     for index, frame in enumerate(split_frames(samples)):
         hit = det.process(frame)

@@ -7,12 +7,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from satellite.audio.health import PaceCheck, alsa_refusal, native_stderr_silenced
+from satellite.audio.portaudio import InputDevice, import_pyaudio, list_inputs, pick_device
 from satellite.config import AudioSettings
 from satellite.core.frames import FRAME_S, FRAME_SAMPLES, SAMPLE_RATE, Frame
 from satellite.errors import AudioError
@@ -28,49 +28,6 @@ _HEARTBEAT_S = 1.0
 _STALL_S = 1.0
 # PortAudio's paDeviceUnavailable: what ALSA's EBUSY becomes when a stream is opened.
 _PA_DEVICE_UNAVAILABLE = -9985
-
-
-@dataclass(frozen=True)
-class InputDevice:
-    """A capture device as PortAudio lists it."""
-
-    index: int
-    name: str
-    channels: int
-    default_rate: int
-
-
-def list_inputs(pa: Any) -> list[InputDevice]:
-    """Every device that can capture, in PortAudio's order."""
-    devices = []
-    for index in range(pa.get_device_count()):
-        info = pa.get_device_info_by_index(index)
-        if int(info["maxInputChannels"]) > 0:
-            devices.append(
-                InputDevice(
-                    index,
-                    str(info["name"]),
-                    int(info["maxInputChannels"]),
-                    int(info["defaultSampleRate"]),
-                )
-            )
-    return devices
-
-
-def pick_device(devices: list[InputDevice], spec: str) -> InputDevice:
-    """The device `spec` names: an index, an exact name, or a unique-enough substring."""
-    if spec.isdigit():
-        for device in devices:
-            if device.index == int(spec):
-                return device
-    for device in devices:
-        if device.name == spec:
-            return device
-    for device in devices:
-        if spec.lower() in device.name.lower():
-            return device
-    names = ", ".join(f"{d.index}: {d.name}" for d in devices) or "none"
-    raise AudioError(f"no capture device matches {spec!r} (capture devices: {names})")
 
 
 class FrameAssembler:
@@ -128,7 +85,7 @@ class Capture:
     ) -> None:
         self.settings = settings
         self.on_fault = on_fault
-        self._pyaudio = pyaudio_module or _import_pyaudio()
+        self._pyaudio = pyaudio_module or import_pyaudio()
         self._clock = clock  # times reads for the pace check; retry waits use real time
         self._pa: Any = None
         self._stream: Any = None
@@ -395,11 +352,3 @@ class Capture:
         pa, self._pa = self._pa, None
         if pa is not None:
             pa.terminate()
-
-
-def _import_pyaudio() -> Any:
-    try:
-        import pyaudio
-    except ImportError as exc:
-        raise AudioError("pyaudio is not installed: run install.sh") from exc
-    return pyaudio

@@ -9,7 +9,6 @@ import logging
 import os
 import pwd
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,7 +26,6 @@ from satellite.commands.checks import (
 )
 from satellite.commands.config_doc import effective_values, toml_value, value_sources
 from satellite.config import (
-    EX_CONFIG,
     Settings,
     load_settings,
     read_toml,
@@ -352,23 +350,3 @@ def _silenced(*names: str) -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m satellite.commands.check`, until the lead wires `satellite check` into cli.py."""
-    from satellite.runtime.logs import setup_logging
-
-    parser = argparse.ArgumentParser(prog="satellite check", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="list every value")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    setup_logging(verbose=args.verbose)
-    try:
-        return run(args, sys.stdout)
-    except ConfigError as exc:
-        print(f"satellite: config error: {exc}", file=sys.stderr)
-        return EX_CONFIG
-
-
-if __name__ == "__main__":
-    sys.exit(main())

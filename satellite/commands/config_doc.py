@@ -1,6 +1,6 @@
 """The configuration reference (generated from the pydantic model) and the effective config.
 
-`python -m satellite.commands.config_doc --write docs/configuration.md` regenerates the reference;
+`satellite config --write docs/configuration.md` regenerates the reference;
 `--check FILE` exits 1 when FILE is stale (CI runs it through tests/test_config_doc.py).
 """
 
@@ -11,7 +11,6 @@ import json
 import math
 import os
 import re
-import sys
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,8 +21,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from satellite.config import ENV_ALIASES, EX_CONFIG, Settings, load_settings, read_toml
-from satellite.errors import ConfigError
+from satellite.config import ENV_ALIASES, Settings, load_settings, read_toml
 
 ENV_PREFIX = "SATELLITE_"
 MASK = "********"
@@ -156,8 +154,8 @@ def _lookup(data: Any, path: Sequence[str]) -> Any:
 _HEADER = """\
 # Configuration reference
 
-<!-- Generated from satellite/config.py by `python -m satellite.commands.config_doc --write \
-docs/configuration.md`. Do not edit: tests/test_config_doc.py fails when it is stale. -->
+<!-- Generated from satellite/config.py by `satellite config --write docs/configuration.md`. \
+Do not edit: tests/test_config_doc.py fails when it is stale. -->
 
 One TOML file per room, `/etc/satellite/<room>.toml`; only `room_id` is required. The
 environment overrides the file: `SATELLITE_` and the key in capitals with `__` between levels
@@ -382,27 +380,5 @@ def _check_file(path: Path, out: TextIO) -> int:
     if current == render_reference():
         print(f"{path} is current", file=out)
         return 0
-    print(
-        f"{path} is stale: run `python -m satellite.commands.config_doc --write {path}`"
-        " and commit it",
-        file=out,
-    )
+    print(f"{path} is stale: run `satellite config --write {path}` and commit it", file=out)
     return 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m satellite.commands.config_doc`: the generator behind `satellite config`."""
-    parser = argparse.ArgumentParser(prog="satellite config", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    if not (args.show or args.reference or args.write or args.check) and args.config is None:
-        args.reference = True  # the module on its own prints the reference
-    try:
-        return run(args, sys.stdout)
-    except ConfigError as exc:
-        print(f"satellite: config error: {exc}", file=sys.stderr)
-        return EX_CONFIG
-
-
-if __name__ == "__main__":
-    sys.exit(main())

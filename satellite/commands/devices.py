@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from satellite.config import EX_CONFIG, AudioSettings, load_settings
-from satellite.errors import AudioError, ConfigError
+from satellite.audio.portaudio import InputDevice, import_pyaudio, list_inputs, pick_device
+from satellite.config import AudioSettings, load_settings
+from satellite.errors import AudioError
 
 PROBE_RATES = (8000, 16000, 22050, 32000, 44100, 48000)
 
@@ -30,10 +30,9 @@ def probe_devices(
     channels: int, *, rates: Sequence[int] = PROBE_RATES, pyaudio_module: Any = None
 ) -> list[DeviceReport]:
     """Every capture device PortAudio lists, with the `rates` it opens at with `channels`."""
-    from satellite.audio.capture import list_inputs
     from satellite.audio.health import native_stderr_silenced
 
-    pyaudio = pyaudio_module or _import_pyaudio()
+    pyaudio = pyaudio_module or import_pyaudio()
     # alsa-lib prints a line for every card and rate it cannot do: not news here.
     with native_stderr_silenced():
         pa = pyaudio.PyAudio()
@@ -65,8 +64,6 @@ def _accepts(pa: Any, pyaudio: Any, index: int, rate: int, channels: int) -> boo
 
 def picked(reports: Sequence[DeviceReport], audio: AudioSettings) -> DeviceReport | None:
     """The device `audio.device` names, as the satellite would pick it."""
-    from satellite.audio.capture import InputDevice, pick_device
-
     inputs = [InputDevice(r.index, r.name, r.channels, r.default_rate) for r in reports]
     try:
         chosen = pick_device(inputs, audio.device)
@@ -125,30 +122,3 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     audio = load_settings(config).audio if config is not None else AudioSettings()
     found = render(probe_devices(audio.channels), audio, out)
     return 0 if found or config is None else 1
-
-
-def _import_pyaudio() -> Any:
-    try:
-        import pyaudio
-    except ImportError as exc:
-        raise AudioError("pyaudio is not installed: run install.sh") from exc
-    return pyaudio
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m satellite.commands.devices`: the same as `satellite devices`."""
-    parser = argparse.ArgumentParser(prog="satellite devices", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args, sys.stdout)
-    except ConfigError as exc:
-        print(f"satellite: config error: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    except AudioError as exc:
-        print(f"satellite: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

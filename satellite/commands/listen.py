@@ -31,8 +31,8 @@ from satellite.audio.capture import Capture, FrameAssembler
 from satellite.audio.gate import GatedDetector
 from satellite.audio.health import native_stderr_silenced
 from satellite.audio.wake import OwwDetector
-from satellite.config import EX_CONFIG, Settings, load_settings
-from satellite.core.frames import Frame, frames_for
+from satellite.config import Settings, load_settings
+from satellite.core.frames import Frame, amplitude_dbfs, frames_for
 from satellite.core.session import (
     Event,
     Final,
@@ -42,13 +42,12 @@ from satellite.core.session import (
     SessionMachine,
     WakeDetected,
 )
-from satellite.errors import ConfigError, SatelliteError
+from satellite.errors import SatelliteError
 from satellite.mqtt.contracts import new_id
 from satellite.mqtt.inbound import ClaimReceived, ResultReceived, parse_inbound
 from satellite.mqtt.link import MqttLink
 from satellite.mqtt.topics import HouseholdTopic
 from satellite.runtime.engines import build_machine, build_outbox
-from satellite.runtime.logs import setup_logging
 
 REFRESH_PER_S = 10
 FLOOR_DBFS = -60.0  # the left end of the level bar
@@ -86,14 +85,10 @@ def frame_level(frame: Frame) -> Level:
     """The level of one frame of int16 samples."""
     if len(frame) == 0:
         return SILENT
-    samples = frame.astype(np.float64) / 32768.0
+    samples = frame.astype(np.float64)
     peak = float(np.max(np.abs(samples)))
     rms = float(np.sqrt(np.mean(samples * samples)))
-    return Level(_dbfs(peak), _dbfs(rms))
-
-
-def _dbfs(amplitude: float) -> float:
-    return 20.0 * math.log10(amplitude) if amplitude > 0 else -math.inf
+    return Level(amplitude_dbfs(peak), amplitude_dbfs(rms))
 
 
 @dataclass(frozen=True)
@@ -515,23 +510,3 @@ def _keys_not_echoed(stdin: TextIO) -> Iterator[None]:
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSANOW, saved)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m satellite.commands.listen --config FILE`, until `satellite listen` is wired in."""
-    parser = argparse.ArgumentParser(prog="satellite listen", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        return run(args, sys.stdout)
-    except ConfigError as exc:
-        print(f"satellite: config error: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    except SatelliteError as exc:
-        print(f"satellite: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

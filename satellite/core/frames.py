@@ -37,6 +37,11 @@ def power_dbfs(power: float) -> float:
     return max(SILENT_DBFS, 10.0 * math.log10(power) - FULL_SCALE_DB)
 
 
+def amplitude_dbfs(amplitude: float) -> float:
+    """An amplitude in int16 units (a peak, an RMS) in dBFS; -inf for zero (digital silence)."""
+    return 20.0 * math.log10(amplitude) - FULL_SCALE_DB if amplitude > 0 else -math.inf
+
+
 def rms_dbfs(frame: Frame) -> float:
     """The RMS level of a frame of int16 samples in dBFS (SILENT_DBFS for all zeros)."""
     if len(frame) == 0:

@@ -19,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from tests.support import tiers
 from tests.support.broker import HOST, free_port, stop_process, wait_listening
 from tests.support.mqtt_probe import Probe
 
@@ -65,6 +66,7 @@ class AmqttBroker:
 
     def start(self) -> None:
         """Start amqtt and return once its port accepts TCP connections."""
+        tiers.require("integration", "starts an amqtt broker")
         if self.running:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)

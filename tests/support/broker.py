@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support import tiers
+
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 HOST = "127.0.0.1"
 
@@ -88,6 +90,7 @@ class Broker:
 
     def start(self) -> None:
         """Start mosquitto and return once its port accepts TCP connections."""
+        tiers.require("integration", "starts mosquitto")
         if self.running:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)

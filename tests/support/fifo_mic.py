@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from tests.support import tiers
+
 ASOUNDRC = """\
 pcm.{name} {{
     type file
@@ -111,6 +113,7 @@ class FifoMic:
 
     def start(self) -> None:
         """Open the FIFO and start writing (silence until fed)."""
+        tiers.require("integration", "feeds the FIFO ALSA microphone")
         if self._thread is not None:
             return
         # O_RDWR (Linux): never blocks waiting for a reader, readers never block in open

@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tests.support import tiers
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -67,6 +69,7 @@ class SatelliteProcess:
         log_path: Path,
         wrap: Callable[[list[str]], list[str]] = lambda argv: argv,
     ) -> None:
+        tiers.require("integration", "runs the daemon")
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(  # `wrap` must exec the command (same pid, for signals)

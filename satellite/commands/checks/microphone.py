@@ -46,17 +46,16 @@ def measure_level(raw: bytes, *, rate: int, channels: int, channel: int) -> Leve
     """The level of one channel of interleaved int16 audio."""
     import numpy as np
 
+    from satellite.core.frames import amplitude_dbfs  # numpy: not for `satellite check --help`
+
     samples = np.frombuffer(raw, dtype="<i2")[channel::channels].astype(np.float64)
     if not len(samples):
         return Level(0.0, -math.inf, -math.inf, 0, 0)
     peak = float(np.max(np.abs(samples)))
     rms = float(np.sqrt(np.mean(samples**2)))
     clipped = int(np.count_nonzero(np.abs(samples) >= _FULL_SCALE - 1))
-    return Level(len(samples) / rate, _dbfs(peak), _dbfs(rms), clipped, len(samples))
-
-
-def _dbfs(value: float) -> float:
-    return 20 * math.log10(value / _FULL_SCALE) if value > 0 else -math.inf
+    peak_dbfs, rms_dbfs = amplitude_dbfs(peak), amplitude_dbfs(rms)
+    return Level(len(samples) / rate, peak_dbfs, rms_dbfs, clipped, len(samples))
 
 
 def level_bar(dbfs: float, width: int = 20, floor: float = -60.0) -> str:
