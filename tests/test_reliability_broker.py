@@ -12,7 +12,8 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def test_broker_outage_mid_utterance_delivers_every_final_once_in_order(
         }
         after, back = restart_with_probe_ready(broker, sat)
         outage = back - down
-        with after:
+        with after, explained(sat, broker):  # `after` is started: `with` only closes it
             delivered = check_delivery(after, seen_before)
             reconnect = after.received()[0].at - back
             online = after.wait_for(is_status(online=True), 10)
@@ -131,6 +132,19 @@ def test_broker_outage_mid_utterance_delivers_every_final_once_in_order(
         f"{flushed[1]} queued messages sent, {flushed[2]} interims dropped"
     )
     assert spoken == delivered == len(COMMANDS)
+
+
+@contextmanager
+def explained(sat: SatelliteProcess, broker: AnyBroker, lines: int = 60) -> Iterator[None]:
+    """A failed assertion inside also shows the satellite's and the broker's last log lines."""
+    try:
+        yield
+    except AssertionError as exc:
+        tails = (
+            f"{name} log, last {lines} lines:\n" + "\n".join(text.splitlines()[-lines:])
+            for name, text in (("satellite", sat.log()), ("broker", broker.logs()))
+        )
+        raise AssertionError("\n".join((str(exc), *tails))) from None
 
 
 def restart_with_probe_ready(broker: AnyBroker, sat: SatelliteProcess) -> tuple[Probe311, float]:

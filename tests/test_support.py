@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from tests.support.amqtt_broker import Probe311
 from tests.support.broker import Broker, free_port, port_accepts
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe, Received
@@ -197,6 +198,24 @@ def test_probe_timeout_dumps_what_arrived(broker: Broker) -> None:
         probe.wait_count(1, timeout=5)
         with pytest.raises(AssertionError, match=r"(?s)received 1.*seen.*payload"):
             probe.wait_for(lambda m: m.topic == "never", timeout=0.2)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("probe_class", [Probe, Probe311], ids=["mqtt5", "mqtt311"])
+def test_entering_a_started_probe_keeps_its_one_subscription(
+    broker: Broker, probe_class: type[Probe]
+) -> None:
+    """start(), then `with`: one connection and one subscription, so nothing published
+    meanwhile is missed and nothing retained comes twice (a second connect would do both)."""
+    with Probe(broker.host, broker.port, "unused") as publisher:
+        publisher.publish("kept", b"retained", retain=True)
+        probe = probe_class(broker.host, broker.port, "#")
+        probe.start()
+        probe.wait_for(lambda m: m.payload == b"retained", timeout=5)
+        with probe:
+            publisher.publish("live", b"live")
+            probe.wait_for(lambda m: m.payload == b"live", timeout=5)
+    assert [m.payload for m in probe.received()] == [b"retained", b"live"]
 
 
 @pytest.mark.integration

@@ -74,7 +74,14 @@ class Probe:
         self._started = False
 
     def start(self) -> None:
-        """Connect, subscribe, and return once the broker's SUBACK arrived."""
+        """Connect, subscribe, and return once the broker's SUBACK arrived; idempotent.
+
+        A second call must not connect again: paho would close the subscribed connection and
+        return before the new one's SUBACK, so a probe started, then entered with `with`,
+        would miss what is published meanwhile and get retained messages a second time.
+        """
+        if self._started:
+            return
         if self.persistent:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = 3600
