@@ -150,7 +150,9 @@ def fail_on(violations: list[str], rule: str) -> None:
 
 def test_every_module_belongs_to_a_layer() -> None:
     unknown = [
-        f"{m.where}: package {m.package!r}" for m in modules().values() if m.package not in MAY_IMPORT
+        f"{m.where}: package {m.package!r}"
+        for m in modules().values()
+        if m.package not in MAY_IMPORT
     ]
     fail_on(unknown, "a new sub-package needs its rule in MAY_IMPORT (and README: Code map)")
 
@@ -315,7 +317,10 @@ def spelt_topics(source: str) -> Iterator[tuple[int, str]]:
     tree = ast.parse(source)
     skip = _docstrings(tree)
     inner = {
-        id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values
+        id(part)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.JoinedStr)
+        for part in node.values
     }
     for node in ast.walk(tree):
         if id(node) in skip or id(node) in inner:

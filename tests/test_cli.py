@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from satellite import __version__
-from satellite.mqtt.contracts import SCHEMA_MODELS
+from satellite.mqtt.schemas import SCHEMA_MODELS
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = """\
@@ -228,6 +228,7 @@ def test_a_tools_options_are_known_after_global_flags(tmp_path: Path) -> None:
 
 
 def test_the_cli_exits_78_like_the_config_module_says() -> None:
-    from satellite import cli, config
+    from satellite import config
+    from satellite.commands import cli
 
     assert cli.EX_CONFIG == config.EX_CONFIG

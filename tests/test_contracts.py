@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from satellite.config import MqttSettings
+from satellite.core.ids import new_id, now_ms
 from satellite.core.session import (
     EndReason,
     Final,
@@ -25,7 +26,6 @@ from satellite.core.session import (
 )
 from satellite.mqtt.arbitration import Identity, WakeArbiter
 from satellite.mqtt.contracts import (
-    SCHEMA_MODELS,
     Command,
     GatewayState,
     OverlayHint,
@@ -38,11 +38,9 @@ from satellite.mqtt.contracts import (
     TranscriptInterim,
     WakeClaim,
     WakeResult,
-    new_id,
-    now_ms,
-    write_schemas,
 )
 from satellite.mqtt.outbound import Outbox, Outgoing
+from satellite.mqtt.schemas import SCHEMA_MODELS, write_schemas
 from satellite.mqtt.topics import Topics, TopicType
 
 SID = "3f2b9c1e-8d4a-4e2f-9a6b-1c2d3e4f5a6b"

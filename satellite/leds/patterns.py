@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
+from satellite.config import check_pattern
+
 log = logging.getLogger(__name__)
 
 RGB = tuple[float, float, float]
@@ -134,13 +136,6 @@ only its own events show them. (README: LEDs, mute, status and commands.)"""
 
 OWN_SESSION_STATES = frozenset({"wake_detected", "listening"})
 """This satellite's own states that open its session: others' states wait until it ends."""
-
-
-def check_pattern(name: str) -> str:
-    """`name` if it is a known pattern, else ValueError listing the known ones."""
-    if name not in PATTERNS:
-        raise ValueError(f"unknown LED pattern {name!r}; known: {', '.join(PATTERNS)}")
-    return name
 
 
 class Indicator:

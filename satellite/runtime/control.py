@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from satellite.core.ids import SatelliteState
 from satellite.core.session import (
     Event,
     FaultChanged,
@@ -25,19 +26,21 @@ from satellite.core.session import (
     SessionMachine,
     WakeDetected,
 )
-from satellite.mqtt.contracts import PeerClaim, PeerResult, PeerStatus, SatelliteState
 from satellite.mqtt.inbound import (
     ClaimReceived,
     Cleared,
     CommandReceived,
     GatewayStateReceived,
     OverlayHintReceived,
+    PeerClaim,
+    PeerResult,
+    PeerStatus,
     PeerStatusReceived,
     Rejected,
     ResultReceived,
+    Topics,
     parse_inbound,
 )
-from satellite.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 
