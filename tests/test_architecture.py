@@ -46,6 +46,11 @@ CORE_LIBRARIES = {"numpy", "pydantic"}
 MQTT_ONLY = ("paho", "satellite.mqtt.topics", "satellite.mqtt.contracts")
 TOPICS_MODULE = PACKAGE / "mqtt" / "topics.py"
 
+# Imports being removed by work merged in parallel: runtime/satellite.py builds the status
+# payload (StatusMessage) until it moves to satellite/mqtt/status.py. Each entry must still
+# exist (test_pending_exceptions_are_still_needed): once the import is gone, delete its entry.
+PENDING: set[tuple[str, str]] = {("satellite.runtime.satellite", "satellite.mqtt.contracts")}
+
 
 @dataclass(frozen=True)
 class Module:
@@ -183,11 +188,25 @@ def test_the_core_imports_no_adapter_library() -> None:
 def test_only_the_mqtt_side_imports_paho_topics_and_contracts() -> None:
     violations = [
         f"{found} (go through a satellite.mqtt module that is not topics or contracts)"
+        for found in mqtt_only_outside()
+        if (found.module.name, found.target) not in PENDING
+    ]
+    fail_on(violations, "paho, topics or contracts imported outside satellite.mqtt")
+
+
+def mqtt_only_outside() -> list[Import]:
+    return [
+        found
         for found in all_imports()
         if found.module.package != "mqtt"
         and any(found.target == name or found.target.startswith(name + ".") for name in MQTT_ONLY)
     ]
-    fail_on(violations, "paho, topics or contracts imported outside satellite.mqtt")
+
+
+def test_pending_exceptions_are_still_needed() -> None:
+    present = {(found.module.name, found.target) for found in mqtt_only_outside()}
+    stale = [f"{module} no longer imports {target}" for module, target in PENDING - present]
+    fail_on(stale, "delete these entries from PENDING: the rule holds for them now")
 
 
 def test_led_drivers_do_not_import_the_patterns() -> None:
