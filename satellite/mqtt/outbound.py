@@ -43,7 +43,16 @@ class Outgoing:
     topic: str
     message: Outbound
     qos: int
-    topic_type: TopicType | HouseholdTopic
+    topic_type: TopicType
+
+
+@dataclass(frozen=True)
+class ToGroup:
+    """A claim or result for the arbitration group's topic."""
+
+    topic: str
+    message: WakeClaim | WakeResult
+    qos: int
 
 
 class Outbox:
@@ -62,12 +71,12 @@ class Outbox:
             for topic in self.topics.session(event.session_id, topic_type)
         ]
 
-    def household(self, message: WakeClaim | WakeResult) -> Outgoing | None:
+    def household(self, message: WakeClaim | WakeResult) -> ToGroup | None:
         """A claim or result for this satellite's group; None when arbitration is off."""
         if self.topics.group is None:
             return None
         kind = HouseholdTopic.CLAIM if isinstance(message, WakeClaim) else HouseholdTopic.RESULT
-        return Outgoing(self.topics.household(kind), message, HOUSEHOLD_QOS, kind)
+        return ToGroup(self.topics.household(kind), message, HOUSEHOLD_QOS)
 
     def status_topics(self) -> list[str]:
         """Where this satellite's retained status goes, one topic per tree (the will: the first)."""
