@@ -15,7 +15,8 @@ from satellite.errors import AccessoryError, ConfigError
 from satellite.leds import build_indicator, build_leds, cycle_patterns
 from satellite.leds.animator import LedAnimator
 from satellite.leds.drivers import Apa102Strip, NullLeds, SingleLed, apa102_frame
-from satellite.leds.patterns import PATTERNS, RGB
+from satellite.leds.patterns import PATTERNS
+from satellite.leds.pixels import RGB
 
 WAIT_S = 5.0  # upper bound for any wait on the animator thread
 

@@ -45,7 +45,7 @@ def test_apa102_on_software_spi_is_a_fallback_on_a_real_factory(factory: MockFac
         backend = backend_of(strip)
     finally:
         strip.close()
-    assert backend == Backend("MockFactory", "software (MockSPIInterface)")
+    assert backend == Backend("MockFactory", "software (SoftwareSpi)")
     assert backend.fallback is None  # the mock factory is chosen on purpose
     bitbanged = Backend("LGPIOFactory", "software (SPISoftwareInterface)").fallback
     assert bitbanged is not None and "dtparam=spi=on" in bitbanged
@@ -68,7 +68,7 @@ def test_check_names_the_spi_interface_and_device(default_mock: None) -> None:
     settings = Settings(room_id="salon", leds={"hat": "respeaker-2mic"})  # type: ignore[arg-type]
     result = check_leds(settings, step_s=0.0)
     assert result.ok, result
-    assert "SPI software (MockSPIInterface) on /dev/spidev0.0" in result.detail
+    assert "SPI software (SoftwareSpi) on /dev/spidev0.0" in result.detail
 
 
 def test_check_flags_a_fallback_with_its_fix(

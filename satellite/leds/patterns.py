@@ -10,13 +10,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from satellite.config import check_pattern
+from satellite.leds.pixels import RGB, Pixels
 
 log = logging.getLogger(__name__)
-
-RGB = tuple[float, float, float]
-"""One pixel's colour: red, green, blue, each 0..1."""
-
-Pixels = tuple[RGB, ...]
 
 IDLE = "idle"
 MUTED = "muted"
