@@ -54,10 +54,10 @@ class LedSettings(Section):
     hat: str = Field(
         "none", description="HAT profile name in hats_dir (respeaker-2mic, …), or none"
     )
-    hats_dir: Path | None = Field(
-        None,
-        description="HAT profile directory; unset: firmware-config/hats of a source checkout, "
-        "then /usr/share/satellite/hats",
+    hats_dir: Path = Field(
+        Path("/usr/share/satellite/hats"),
+        description="HAT profile directory (install.sh puts the profiles there; a source "
+        "checkout has them in firmware-config/hats)",
     )
     driver: Literal["apa102", "rgb", "single", "none"] | None = Field(
         None, description="overrides the profile's LED driver"

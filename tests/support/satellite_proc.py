@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+HATS_DIR = ROOT / "firmware-config" / "hats"  # the HAT profiles of this checkout
 
 
 def models_dir() -> Path:
@@ -45,6 +46,7 @@ def room_config(
     sections: dict[str, dict[str, Any]] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
         "audio": {"device": "fifomic"},
+        "leds": {"hats_dir": str(HATS_DIR)},
         "wake": {"models": ["hey_jarvis"]},
         "models": {"dir": str(models_dir())},
     }
