@@ -9,7 +9,7 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from satellite.commands.check import check_leds
-from satellite.config import Settings
+from satellite.config import LedSettings, Settings
 from satellite.leds import Backend, backend_of
 from satellite.leds.drivers import Apa102Strip, SingleLed
 from tests.support.satellite_proc import HATS_DIR
@@ -59,14 +59,14 @@ def test_native_factory_is_a_fallback_and_lgpio_is_not() -> None:
 
 
 def test_check_names_the_factory(default_mock: None) -> None:
-    settings = Settings(room_id="salon", leds={"hat": "gpio-led", "hats_dir": HATS_DIR})  # type: ignore[arg-type]
+    settings = Settings(room_id="salon", leds=LedSettings(hat="gpio-led", hats_dir=HATS_DIR))
     result = check_leds(settings, step_s=0.0)
     assert result.ok, result
     assert "on MockFactory" in result.detail
 
 
 def test_check_names_the_spi_interface_and_device(default_mock: None) -> None:
-    settings = Settings(room_id="salon", leds={"hat": "respeaker-2mic", "hats_dir": HATS_DIR})  # type: ignore[arg-type]
+    settings = Settings(room_id="salon", leds=LedSettings(hat="respeaker-2mic", hats_dir=HATS_DIR))
     result = check_leds(settings, step_s=0.0)
     assert result.ok, result
     assert "SPI software (SoftwareSpi) on /dev/spidev0.0" in result.detail
@@ -79,6 +79,6 @@ def test_check_flags_a_fallback_with_its_fix(
 
     native = Backend("NativeFactory")
     monkeypatch.setattr(satellite.leds, "backend_of", lambda driver: native)
-    settings = Settings(room_id="salon", leds={"hat": "gpio-led", "hats_dir": HATS_DIR})  # type: ignore[arg-type]
+    settings = Settings(room_id="salon", leds=LedSettings(hat="gpio-led", hats_dir=HATS_DIR))
     result = check_leds(settings, step_s=0.0)
     assert result.ok is False and result.fix == native.fallback, result
