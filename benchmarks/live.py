@@ -29,16 +29,20 @@ import numpy as np
 
 from benchmarks.bare import peak_rss_kb
 from benchmarks.signals import COMMAND, Samples, last_voiced_sample, room_tone
+from satellite.config import MqttSettings
 from satellite.core.frames import FRAME_SAMPLES, SAMPLE_RATE, split_frames
 from satellite.core.session import SessionMachine
+from satellite.mqtt.topics import SatelliteTopic, Topics, TopicType
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe, Received
 from tests.support.notify_socket import NotifySocket
 from tests.support.satellite_proc import ROOT, SatelliteProcess
 
-SESSION_FILTER = "v1/voice_assistant/room/salon/session/+/#"
-STATUS_FILTER = "v1/voice_assistant/room/salon/satellite/+/status"
+# The topics of tests/support/satellite_proc.room_config's room, in the default layout.
+TOPICS = Topics(room_id="salon", satellite_id="sat1", mqtt=MqttSettings())
+SESSION_FILTER = TOPICS.trees[0].every_session
+STATUS_FILTER = TOPICS.satellite(SatelliteTopic.STATUS)[0]
 LEAD_S = 5.52  # room tone before each clip (69 frames): longer than the noise floor's window
 LEAD = room_tone(LEAD_S, seed=7)
 
@@ -102,8 +106,9 @@ class LiveResult:
 
 
 def topic_type(message: Received) -> str:
-    """`state`, `transcript/interim`, `transcript/final`."""
-    return "/".join(message.topic.split("/")[6:])
+    """`state`, `transcript/interim`, `transcript/final` (a TopicType); "" for other topics."""
+    where = TOPICS.parse_session(message.topic)
+    return "" if where is None else where.topic_type
 
 
 def body(message: Received) -> dict[str, Any]:
@@ -191,14 +196,16 @@ def _one_command(
     first = mic.feed(clip)
     try:
         idle = session.wait_for(
-            lambda m: topic_type(m) == "state" and body(m)["state"] == "idle", 30.0, start=seen
+            lambda m: topic_type(m) == TopicType.STATE and body(m)["state"] == "idle",
+            30.0,
+            start=seen,
         )
     except AssertionError:  # no session at all: counted, not fatal
         result.missed += 1
         return
     messages = session.received()[seen : session.received().index(idle) + 1]
-    wake = next(m for m in messages if topic_type(m) == "state")
-    final = next((m for m in messages if topic_type(m) == "transcript/final"), None)
+    wake = next(m for m in messages if topic_type(m) == TopicType.STATE)
+    final = next((m for m in messages if topic_type(m) == TopicType.FINAL), None)
     result.sessions += 1
     if body(wake)["state"] == "wake_detected":
         frame = detection.matching(body(wake)["score"])

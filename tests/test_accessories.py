@@ -18,7 +18,7 @@ from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe
 from tests.support.notify_socket import NotifySocket
-from tests.support.satellite_proc import SatelliteProcess, room_config
+from tests.support.satellite_proc import HATS_DIR, SatelliteProcess, room_config
 from tests.support.speech import speak
 
 FAST = (0.01, 0.05)
@@ -52,7 +52,7 @@ def accessories(
     factory: MockFactory, faults: Faults, presses: list[int] | None = None, **leds: object
 ) -> Accessories:
     return Accessories(
-        LedSettings.model_validate({"hat": "gpio-led", **leds}),
+        LedSettings.model_validate({"hat": "gpio-led", "hats_dir": HATS_DIR, **leds}),
         ButtonSettings(),
         on_press=lambda: (presses if presses is not None else []).append(1),
         on_fault=faults,

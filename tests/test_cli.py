@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from satellite import __version__
-from satellite.mqtt.contracts import SCHEMA_MODELS
+from satellite.mqtt.schemas import SCHEMA_MODELS
+from tests.support.satellite_proc import HATS_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = """\
@@ -139,7 +140,9 @@ def test_led_test_cycles_every_pattern_on_mock_gpio(
 
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
     config = tmp_path / "salon.toml"
-    config.write_text('room_id = "salon"\n[leds]\nhat = "respeaker-2mic"\n')
+    config.write_text(
+        f'room_id = "salon"\n[leds]\nhat = "respeaker-2mic"\nhats_dir = "{HATS_DIR}"\n'
+    )
     result = satellite("led-test", "--config", str(config), "--seconds", "0.01", home=tmp_path)
     assert result.returncode == 0, result.stderr
     shown = [line.removeprefix("showing ") for line in result.stdout.splitlines()[:-1]]
@@ -149,7 +152,7 @@ def test_led_test_cycles_every_pattern_on_mock_gpio(
 def test_led_test_without_gpio_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
     config = tmp_path / "salon.toml"
-    config.write_text('room_id = "salon"\n[leds]\nhat = "gpio-led"\n')
+    config.write_text(f'room_id = "salon"\n[leds]\nhat = "gpio-led"\nhats_dir = "{HATS_DIR}"\n')
     result = satellite("led-test", "--config", str(config), "--seconds", "0.01", home=tmp_path)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr

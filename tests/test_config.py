@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from satellite.config import EX_CONFIG, MqttSettings, default_satellite_id, load_settings
+from satellite.config import (
+    EX_CONFIG,
+    MqttSettings,
+    check_topic_level,
+    default_satellite_id,
+    load_settings,
+)
 from satellite.errors import ConfigError, SatelliteError
-from satellite.mqtt.topics import check_topic_level
 
 EXAMPLE = """\
 room_id = "salon"

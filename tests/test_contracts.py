@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from satellite.config import MqttSettings
+from satellite.config import ArbitrationSettings, MqttSettings, Settings
+from satellite.core.ids import new_id, now_ms
 from satellite.core.session import (
     EndReason,
     Final,
@@ -25,7 +26,6 @@ from satellite.core.session import (
 )
 from satellite.mqtt.arbitration import Identity, WakeArbiter
 from satellite.mqtt.contracts import (
-    SCHEMA_MODELS,
     Command,
     GatewayState,
     OverlayHint,
@@ -38,11 +38,9 @@ from satellite.mqtt.contracts import (
     TranscriptInterim,
     WakeClaim,
     WakeResult,
-    new_id,
-    now_ms,
-    write_schemas,
 )
-from satellite.mqtt.outbound import Outbox, Outgoing
+from satellite.mqtt.outbound import Outbox, Outgoing, build_outbox
+from satellite.mqtt.schemas import SCHEMA_MODELS, write_schemas
 from satellite.mqtt.topics import Topics, TopicType
 
 SID = "3f2b9c1e-8d4a-4e2f-9a6b-1c2d3e4f5a6b"
@@ -392,3 +390,32 @@ def test_the_status_names_the_group_and_counts_wins_and_losses(tmp_path: Path) -
     described = StatusMessage.model_json_schema()["properties"]["group"]["description"]
     assert "arbitration" in described
     assert PeerStatus.model_validate_json(status.to_json()).group == "home"
+
+
+def test_the_outbox_addresses_claims_and_results_to_the_group_and_nothing_without_one() -> None:
+    settings = Settings(room_id="salon", satellite_id="pi-salon")
+    claim = WakeClaim(
+        claim_id=new_id(),
+        satellite_id="pi-salon",
+        room_id="salon",
+        group="home",
+        wake_word="hey_jarvis",
+        score=0.9,
+        level_db=20.0,
+        detected_at=now_ms(),
+        timestamp=now_ms(),
+        message_id=new_id(),
+    )
+    outgoing = build_outbox(settings).household(claim)
+    assert outgoing is not None
+    assert (outgoing.topic, outgoing.qos) == ("v1/voice_assistant/household/home/wake/claim", 1)
+    assert outgoing.message is claim
+    off = settings.model_copy(update={"arbitration": ArbitrationSettings(enabled=False)})
+    assert build_outbox(off).household(claim) is None
+
+
+def test_the_status_goes_to_one_topic_per_tree() -> None:
+    assert outbox(dual_publish=True).status_topics() == [
+        "v1/voice_assistant/room/salon/satellite/pi-salon/status",
+        "voice_assistant/room/salon/satellite/pi-salon/status",
+    ]

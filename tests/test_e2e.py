@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from satellite.config import WakeSettings
-from satellite.mqtt.contracts import SCHEMA_MODELS
+from satellite.mqtt.schemas import SCHEMA_MODELS
 from tests.support.broker import Broker
 from tests.support.fifo_mic import FifoMic
 from tests.support.mqtt_probe import Probe, Received

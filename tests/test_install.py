@@ -15,8 +15,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from satellite.config import default_satellite_id, load_settings
-from satellite.leds.hats import SYSTEM_HATS_DIR, load_hat
+from satellite.config import LedSettings, default_satellite_id, load_settings
+from satellite.leds.hats import load_hat
 from tests.support import tiers
 from tests.support.broker import Broker
 from tests.support.systemd_container import DebianRoot, SystemdContainer, unavailable_reason
@@ -493,7 +493,7 @@ def test_every_hat_gives_a_valid_config(tmp_path: Path, hat: str) -> None:
 
 def test_hats_are_the_four_of_the_readme() -> None:
     assert set(HATS) >= {"respeaker-2mic", "respeaker-4mic", "gpio-led", "none"}
-    assert str(SYSTEM_HATS_DIR) == "/usr/share/satellite/hats"  # where install.sh puts them
+    assert str(LedSettings().hats_dir) == "/usr/share/satellite/hats"  # where install.sh puts them
     for name in ("alsa", "boot"):
         stems = {path.stem for path in (FIRMWARE / name).iterdir()}
         assert stems <= set(HATS), f"firmware-config/{name} has files for unknown HATs"

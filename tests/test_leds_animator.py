@@ -15,7 +15,9 @@ from satellite.errors import AccessoryError, ConfigError
 from satellite.leds import build_indicator, build_leds, cycle_patterns
 from satellite.leds.animator import LedAnimator
 from satellite.leds.drivers import Apa102Strip, NullLeds, SingleLed, apa102_frame
-from satellite.leds.patterns import PATTERNS, RGB
+from satellite.leds.patterns import PATTERNS
+from satellite.leds.pixels import RGB
+from tests.support.satellite_proc import HATS_DIR
 
 WAIT_S = 5.0  # upper bound for any wait on the animator thread
 FPS = LedSettings().fps  # the room default
@@ -139,7 +141,7 @@ def test_build_leds_none_has_no_hardware() -> None:
 
 def test_build_leds_from_the_2mic_profile(spi_factory: MockFactory) -> None:
     with FrameCatcher(spi_factory) as catcher:
-        settings = LedSettings(hat="respeaker-2mic", brightness=1.0)
+        settings = LedSettings(hats_dir=HATS_DIR, hat="respeaker-2mic", brightness=1.0)
         with build_leds(settings, pin_factory=spi_factory) as animator:
             assert isinstance(animator.driver, Apa102Strip)
             assert animator.driver.pixel_count == 3
@@ -149,7 +151,9 @@ def test_build_leds_from_the_2mic_profile(spi_factory: MockFactory) -> None:
 
 
 def test_build_leds_from_the_4mic_profile_powers_the_leds(spi_factory: MockFactory) -> None:
-    with build_leds(LedSettings(hat="respeaker-4mic"), pin_factory=spi_factory) as animator:
+    with build_leds(
+        LedSettings(hats_dir=HATS_DIR, hat="respeaker-4mic"), pin_factory=spi_factory
+    ) as animator:
         assert isinstance(animator.driver, Apa102Strip)
         assert animator.driver.pixel_count == 12
         assert spi_factory.pin(5).state is True
@@ -157,7 +161,7 @@ def test_build_leds_from_the_4mic_profile_powers_the_leds(spi_factory: MockFacto
 
 
 def test_build_leds_from_the_gpio_profile_with_overrides(mock_factory: MockFactory) -> None:
-    settings = LedSettings(hat="gpio-led", pins=[22], brightness=0.25)
+    settings = LedSettings(hats_dir=HATS_DIR, hat="gpio-led", pins=[22], brightness=0.25)
     with build_leds(settings, pin_factory=mock_factory) as animator:
         assert isinstance(animator.driver, SingleLed)
         animator.set_pattern("wake_detected")
@@ -178,7 +182,7 @@ def test_build_leds_pin_in_use_is_an_accessory_error(mock_factory: MockFactory) 
         DigitalOutputDevice(27, pin_factory=mock_factory),
         pytest.raises(AccessoryError) as info,
     ):
-        build_leds(LedSettings(hat="gpio-led"), pin_factory=mock_factory)
+        build_leds(LedSettings(hats_dir=HATS_DIR, hat="gpio-led"), pin_factory=mock_factory)
     assert "cannot open the single LEDs" in str(info.value)
 
 

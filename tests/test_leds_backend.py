@@ -9,9 +9,10 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from satellite.commands.check import check_leds
-from satellite.config import Settings
+from satellite.config import LedSettings, Settings
 from satellite.leds import Backend, backend_of
 from satellite.leds.drivers import Apa102Strip, SingleLed
+from tests.support.satellite_proc import HATS_DIR
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_apa102_on_software_spi_is_a_fallback_on_a_real_factory(factory: MockFac
         backend = backend_of(strip)
     finally:
         strip.close()
-    assert backend == Backend("MockFactory", "software (MockSPIInterface)")
+    assert backend == Backend("MockFactory", "software (SoftwareSpi)")
     assert backend.fallback is None  # the mock factory is chosen on purpose
     bitbanged = Backend("LGPIOFactory", "software (SPISoftwareInterface)").fallback
     assert bitbanged is not None and "dtparam=spi=on" in bitbanged
@@ -58,17 +59,17 @@ def test_native_factory_is_a_fallback_and_lgpio_is_not() -> None:
 
 
 def test_check_names_the_factory(default_mock: None) -> None:
-    settings = Settings(room_id="salon", leds={"hat": "gpio-led"})
+    settings = Settings(room_id="salon", leds=LedSettings(hat="gpio-led", hats_dir=HATS_DIR))
     result = check_leds(settings, step_s=0.0)
     assert result.ok, result
     assert "on MockFactory" in result.detail
 
 
 def test_check_names_the_spi_interface_and_device(default_mock: None) -> None:
-    settings = Settings(room_id="salon", leds={"hat": "respeaker-2mic"})
+    settings = Settings(room_id="salon", leds=LedSettings(hat="respeaker-2mic", hats_dir=HATS_DIR))
     result = check_leds(settings, step_s=0.0)
     assert result.ok, result
-    assert "SPI software (MockSPIInterface) on /dev/spidev0.0" in result.detail
+    assert "SPI software (SoftwareSpi) on /dev/spidev0.0" in result.detail
 
 
 def test_check_flags_a_fallback_with_its_fix(
@@ -78,6 +79,6 @@ def test_check_flags_a_fallback_with_its_fix(
 
     native = Backend("NativeFactory")
     monkeypatch.setattr(satellite.leds, "backend_of", lambda driver: native)
-    settings = Settings(room_id="salon", leds={"hat": "gpio-led"})
+    settings = Settings(room_id="salon", leds=LedSettings(hat="gpio-led", hats_dir=HATS_DIR))
     result = check_leds(settings, step_s=0.0)
     assert result.ok is False and result.fix == native.fallback, result

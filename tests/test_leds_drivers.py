@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin, MockSPIDevice
 
 from satellite.config import LedSettings
@@ -17,7 +19,8 @@ from satellite.leds.drivers import (
     apa102_end_frame_length,
     apa102_frame,
 )
-from satellite.leds.patterns import DEFAULT_STATE_PATTERNS, PATTERNS, RGB
+from satellite.leds.patterns import DEFAULT_STATE_PATTERNS, PATTERNS
+from satellite.leds.pixels import RGB
 
 BLUE: RGB = (0.0, 0.0, 1.0)
 DIM_BLUE: RGB = (0.0, 0.0, 0.1)
@@ -231,3 +234,26 @@ def test_apa102_leaves_the_default_pin_factory_alone(spi_factory: MockFactory) -
     with Apa102Strip(3, pin_factory=spi_factory) as strip:
         assert strip.pin_factory is spi_factory
     assert Device.pin_factory is None
+
+
+class WatchedFactory(MockFactory):  # type: ignore[misc]
+    """Records gpiozero's global default factory each time it hands out a pin."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.globals_seen: list[object] = []
+
+    def pin(self, name: Any, pin_class: Any = None, **kwargs: Any) -> Any:
+        self.globals_seen.append(Device.pin_factory)
+        return super().pin(name, pin_class, **kwargs)
+
+
+def test_apa102_software_spi_never_sets_the_global_factory_even_while_built() -> None:
+    factory = WatchedFactory()
+    try:
+        with Apa102Strip(3, enable_pin=5, pin_factory=factory) as strip:
+            strip.show([WHITE])
+        assert len(factory.globals_seen) >= 4  # clock, MOSI, MISO, select (and the enable pin)
+        assert set(factory.globals_seen) == {None}
+    finally:
+        factory.reset()

@@ -10,9 +10,10 @@ import pytest
 from satellite.config import ButtonSettings, LedSettings, Settings, load_settings
 from satellite.errors import ConfigError
 from satellite.leds import resolve_button, resolve_leds
-from satellite.leds.hats import CHECKOUT_HATS_DIR, available_hats, default_hat_dirs, load_hat
+from satellite.leds.hats import available_hats, load_hat
+from tests.support.satellite_proc import HATS_DIR
 
-ROOMS_DIR = CHECKOUT_HATS_DIR.parent / "rooms"
+ROOMS_DIR = HATS_DIR.parent / "rooms"
 
 
 @pytest.fixture(autouse=True)
@@ -28,29 +29,29 @@ def write_profile(folder: Path, name: str, body: str) -> Path:
     return path
 
 
-def test_hats_the_checkout_profiles_are_found_by_default() -> None:
-    assert default_hat_dirs()[0] == CHECKOUT_HATS_DIR
-    shipped = sorted(path.stem for path in CHECKOUT_HATS_DIR.glob("*.toml"))
+def test_hats_the_checkout_ships_the_profiles_and_the_setting_names_where_installed() -> None:
+    assert LedSettings().hats_dir == Path("/usr/share/satellite/hats")  # where install.sh puts them
+    shipped = sorted(path.stem for path in HATS_DIR.glob("*.toml"))
     assert shipped == ["gpio-led", "respeaker-2mic", "respeaker-4mic"]
-    assert available_hats([CHECKOUT_HATS_DIR]) == sorted(["none", *shipped])
+    assert available_hats([HATS_DIR]) == sorted(["none", *shipped])
 
 
 def test_hats_respeaker_2mic() -> None:
-    hat = load_hat("respeaker-2mic")
+    hat = load_hat("respeaker-2mic", HATS_DIR)
     assert (hat.leds.driver, hat.leds.pixels) == ("apa102", 3)
     assert (hat.leds.spi_port, hat.leds.spi_device, hat.leds.enable_pin) == (0, 0, None)
     assert hat.button is not None and (hat.button.pin, hat.button.pull_up) == (17, True)
 
 
 def test_hats_respeaker_4mic() -> None:
-    hat = load_hat("respeaker-4mic")
+    hat = load_hat("respeaker-4mic", HATS_DIR)
     assert (hat.leds.driver, hat.leds.pixels) == ("apa102", 12)
     assert (hat.leds.enable_pin, hat.leds.enable_active_high) == (5, True)
     assert hat.button is None
 
 
 def test_hats_gpio_led() -> None:
-    hat = load_hat("gpio-led")
+    hat = load_hat("gpio-led", HATS_DIR)
     assert (hat.leds.driver, hat.leds.pins, hat.leds.pwm) == ("single", [27], True)
     assert hat.button is not None and hat.button.pin == 17
 
@@ -62,7 +63,7 @@ def test_hats_none_needs_no_file(tmp_path: Path) -> None:
 
 def test_hats_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError) as info:
-        load_hat("respeaker-6mic")
+        load_hat("respeaker-6mic", HATS_DIR)
     message = str(info.value)
     assert "unknown HAT profile 'respeaker-6mic'" in message
     assert "known: gpio-led, none, respeaker-2mic, respeaker-4mic" in message
@@ -120,6 +121,7 @@ def test_config_leds_and_button_from_toml(tmp_path: Path) -> None:
         'room_id = "salon"\n'
         "[leds]\n"
         'hat = "respeaker-2mic"\n'
+        f'hats_dir = "{HATS_DIR}"\n'
         "brightness = 0.2\n"
         'patterns = { thinking = "processing", responding = "listening" }\n'
         "timeouts = { processing = 5.0 }\n"
@@ -159,26 +161,34 @@ def test_config_led_errors_name_the_field(tmp_path: Path, section: str, reason: 
 
 def test_config_leds_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SATELLITE_LEDS__HAT", "respeaker-4mic")
+    monkeypatch.setenv("SATELLITE_LEDS__HATS_DIR", str(HATS_DIR))
     monkeypatch.setenv("SATELLITE_BUTTON__ENABLED", "false")
     settings = Settings(room_id="salon")
     assert settings.leds.hat == "respeaker-4mic" and settings.button.enabled is False
 
 
 def test_resolve_leds_overrides_the_profile() -> None:
-    leds = resolve_leds(LedSettings(hat="respeaker-2mic", pixels=5, spi_device=1))
+    leds = resolve_leds(
+        LedSettings(hats_dir=HATS_DIR, hat="respeaker-2mic", pixels=5, spi_device=1)
+    )
     assert (leds.driver, leds.pixels, leds.spi_device) == ("apa102", 5, 1)
-    single = resolve_leds(LedSettings(driver="single", pins=[18], active_high=False))
+    single = resolve_leds(
+        LedSettings(hats_dir=HATS_DIR, driver="single", pins=[18], active_high=False)
+    )
     assert (single.driver, single.pins, single.active_high) == ("single", [18], False)
 
 
 def test_resolve_leds_rejects_an_incomplete_override() -> None:
     with pytest.raises(ConfigError) as info:
-        resolve_leds(LedSettings(hat="gpio-led", driver="rgb"))
+        resolve_leds(LedSettings(hats_dir=HATS_DIR, hat="gpio-led", driver="rgb"))
     assert "needs 3 pin(s)" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_resolve_button_takes_the_hats_button_unless_configured() -> None:
-    two_mic, four_mic = LedSettings(hat="respeaker-2mic"), LedSettings(hat="respeaker-4mic")
+    two_mic, four_mic = (
+        LedSettings(hats_dir=HATS_DIR, hat="respeaker-2mic"),
+        LedSettings(hats_dir=HATS_DIR, hat="respeaker-4mic"),
+    )
     assert resolve_button(two_mic, ButtonSettings()) == ButtonSettings(enabled=True, pin=17)
     assert resolve_button(four_mic, ButtonSettings()).enabled is False
     assert resolve_button(four_mic, ButtonSettings(enabled=True, pin=6)).pin == 6
@@ -188,5 +198,5 @@ def test_resolve_button_takes_the_hats_button_unless_configured() -> None:
 
 @pytest.mark.parametrize("room", sorted(path.name for path in ROOMS_DIR.glob("*.toml")))
 def test_example_rooms_name_existing_profiles(room: str) -> None:
-    settings = load_settings(ROOMS_DIR / room)
-    assert resolve_leds(settings.leds).driver in {"apa102", "single", "rgb", "none"}
+    leds = load_settings(ROOMS_DIR / room).leds.model_copy(update={"hats_dir": HATS_DIR})
+    assert resolve_leds(leds).driver in {"apa102", "single", "rgb", "none"}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from satellite.config import LedSettings
+from satellite.config import PATTERN_NAMES, LedSettings
 from satellite.leds.patterns import (
     DEFAULT_STATE_PATTERNS,
     DEFAULT_TIMEOUTS_S,
@@ -57,6 +57,11 @@ def test_patterns_cover_every_state_of_the_issue() -> None:
     wanted |= {"error", "offline", "attentive", "unknown"}
     assert set(PATTERNS) == wanted
     assert all(pattern.name == name for name, pattern in PATTERNS.items())
+
+
+def test_the_settings_name_exactly_the_patterns_drawn_in_their_order() -> None:
+    # The room file is validated against PATTERN_NAMES (config imports nothing from leds).
+    assert tuple(PATTERNS) == PATTERN_NAMES
 
 
 @pytest.mark.parametrize("name", list(PATTERNS))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from satellite.config import MqttSettings
-from satellite.mqtt.contracts import new_id
+from satellite.core.ids import new_id
 from satellite.mqtt.link import MqttLink
 from satellite.mqtt.takeover import OwnStatus
 from tests.support.broker import Broker

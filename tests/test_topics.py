@@ -270,3 +270,16 @@ def test_parse_household_tells_claims_results_and_statuses_from_the_rest() -> No
 def test_bad_group_is_rejected() -> None:
     with pytest.raises(ValueError):
         Topics(room_id="salon", satellite_id="pi", mqtt=MqttSettings(), group="a/b")
+
+
+def test_household_topics_are_the_claim_and_result_of_the_group() -> None:
+    assert household_topics().household_topics() == [
+        "v1/voice_assistant/household/home/wake/claim",
+        "v1/voice_assistant/household/home/wake/result",
+    ]
+    with pytest.raises(ValueError, match="arbitration is off"):
+        topics().household_topics()
+
+
+def test_every_session_is_the_filter_of_all_messages_of_the_rooms_sessions() -> None:
+    assert topics().trees[0].every_session == "v1/voice_assistant/room/salon/session/+/#"

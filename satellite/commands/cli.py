@@ -140,7 +140,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from satellite.mqtt.contracts import write_schemas
+    from satellite.mqtt.schemas import write_schemas
 
     for path in write_schemas(args.out):
         if not args.quiet:
@@ -190,8 +190,8 @@ def _reload(pid: int, record: Path | None, timeout: float) -> int:
 
 def _simulate(settings: Settings, wavs: list[Path], *, publish: bool) -> int:
     from satellite.commands.simulate import simulate
-    from satellite.mqtt.outbound import Outgoing
-    from satellite.runtime.engines import build_machine, build_outbox, client_id
+    from satellite.mqtt.outbound import Outgoing, build_outbox
+    from satellite.runtime.engines import build_machine, client_id
 
     machine, outbox = build_machine(settings), build_outbox(settings)
     if not publish:

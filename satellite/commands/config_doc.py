@@ -154,7 +154,7 @@ def _lookup(data: Any, path: Sequence[str]) -> Any:
 _HEADER = """\
 # Configuration reference
 
-<!-- Generated from satellite/config.py by `satellite config --write docs/configuration.md`. \
+<!-- Generated from satellite/config/ by `satellite config --write docs/configuration.md`. \
 Do not edit: tests/test_config_doc.py fails when it is stale. -->
 
 One TOML file per room, `/etc/satellite/<room>.toml`; only `room_id` is required. The

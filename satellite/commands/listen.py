@@ -33,6 +33,7 @@ from satellite.audio.health import native_stderr_silenced
 from satellite.audio.wake import OwwDetector
 from satellite.config import Settings, load_settings
 from satellite.core.frames import Frame, amplitude_dbfs, frames_for
+from satellite.core.ids import new_id
 from satellite.core.session import (
     Event,
     Final,
@@ -43,11 +44,10 @@ from satellite.core.session import (
     WakeDetected,
 )
 from satellite.errors import SatelliteError
-from satellite.mqtt.contracts import new_id
 from satellite.mqtt.inbound import ClaimReceived, ResultReceived, parse_inbound
 from satellite.mqtt.link import MqttLink
-from satellite.mqtt.topics import HouseholdTopic
-from satellite.runtime.engines import build_machine, build_outbox
+from satellite.mqtt.outbound import build_outbox
+from satellite.runtime.engines import build_machine
 
 REFRESH_PER_S = 10
 FLOOR_DBFS = -60.0  # the left end of the level bar
@@ -306,7 +306,7 @@ class HouseholdFeed:
         self.where = (
             f"group {settings.arbitration.group} on {settings.mqtt.host}:{settings.mqtt.port}"
         )
-        filters = [self.topics.household(kind) for kind in HouseholdTopic]
+        filters = self.topics.household_topics()
         client = f"satellite-listen-{settings.room_id}-{settings.satellite_id}-{new_id()[:8]}"
         self.link = MqttLink(
             settings.mqtt,

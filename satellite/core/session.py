@@ -11,8 +11,8 @@ from typing import Protocol
 import numpy as np
 
 from satellite.core.frames import FRAME_S, SAMPLE_RATE, Frame, frames_for, rms_dbfs
+from satellite.core.ids import new_id
 from satellite.core.requests import Abandon, Listen, SessionRequest, SetFault, SetMuted
-from satellite.mqtt.contracts import new_id
 
 # After a detection the recogniser waits this long for the pause after the wake word:
 # openWakeWord often fires inside "jarvis" or just as the pause begins.

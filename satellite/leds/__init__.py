@@ -1,7 +1,6 @@
 """Status LEDs: patterns (pure), gpiozero drivers, the animator thread, and HAT profiles.
 
-Nothing here imports satellite.config at run time (config imports the pattern names from
-here), and gpiozero is imported only when a driver is opened.
+gpiozero is imported only when a driver is opened.
 """
 
 from __future__ import annotations

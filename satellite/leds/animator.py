@@ -8,7 +8,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from satellite.leds.patterns import IDLE, PATTERNS, RGB, Pattern
+from satellite.leds.patterns import IDLE, PATTERNS, Pattern
+from satellite.leds.pixels import RGB
 
 log = logging.getLogger(__name__)
 

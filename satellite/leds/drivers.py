@@ -7,15 +7,13 @@ Drivers draw pixels; they know nothing of states, patterns or MQTT. Each takes
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
-from gpiozero import LED, PWMLED, RGBLED, Device, DigitalOutputDevice, SPIDevice
+from gpiozero import LED, PWMLED, RGBLED, DigitalOutputDevice, SPIDevice
 
-from satellite.leds.patterns import RGB
-
-BLACK: RGB = (0.0, 0.0, 0.0)
+from satellite.leds.pixels import BLACK, RGB
+from satellite.leds.spi import open_spi
 
 # An on/off LED lights when the pattern's level reaches this (pulses then blink on it).
 ON_THRESHOLD = 0.25
@@ -144,24 +142,6 @@ def _byte(channel: float) -> int:
     return round(_unit(channel) * 255)
 
 
-@contextmanager
-def _default_factory(pin_factory: Any) -> Iterator[None]:
-    """Let gpiozero's software SPI find `pin_factory` as the default while it is built.
-
-    gpiozero 2.0.1's SPISoftwareBus calls Device.__init__() without the factory it was given,
-    so off a Pi (MockFactory passed in, no GPIOZERO_PIN_FACTORY) it fails to load a default
-    one. Hardware SPI does not go that way. The default is put back as it was.
-    """
-    if pin_factory is None or Device.pin_factory is not None:
-        yield
-        return
-    Device.pin_factory = pin_factory
-    try:
-        yield
-    finally:
-        Device.pin_factory = None
-
-
 class Apa102Strip(SPIDevice):  # type: ignore[misc]
     """APA102 pixels on an SPI port, with an optional pin that switches their power on.
 
@@ -187,8 +167,11 @@ class Apa102Strip(SPIDevice):  # type: ignore[misc]
         self.brightness = _unit(brightness)
         self._enable: Any = None
         self._pixels: tuple[RGB, ...] = (BLACK,) * pixels
-        with _default_factory(pin_factory):
-            super().__init__(port=port, device=device, pin_factory=pin_factory)
+        self._spi: Any = None
+        # SPIDevice.__init__ would ask the factory for SPI, whose software fallback loads the
+        # global default factory: open it here with the factory given (satellite.leds.spi).
+        super(SPIDevice, self).__init__(pin_factory=pin_factory)
+        self._spi = open_spi(port, device, pin_factory=self.pin_factory)
         if enable_pin is not None:
             try:
                 self._enable = DigitalOutputDevice(

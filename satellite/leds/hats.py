@@ -14,11 +14,6 @@ from satellite.errors import ConfigError
 
 NO_HAT = "none"
 
-# A source checkout keeps the profiles in firmware-config/hats next to the package; an
-# installed package finds them where the installer puts shared data.
-CHECKOUT_HATS_DIR = Path(__file__).resolve().parents[2] / "firmware-config" / "hats"
-SYSTEM_HATS_DIR = Path("/usr/share/satellite/hats")
-
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 DriverName = Literal["apa102", "rgb", "single", "none"]
@@ -69,22 +64,18 @@ class HatProfile(_Strict):
     button: HatButton | None = None
 
 
-def default_hat_dirs() -> tuple[Path, ...]:
-    """Where profiles are looked for when the config names no directory."""
-    return (CHECKOUT_HATS_DIR, SYSTEM_HATS_DIR)
-
-
 def available_hats(dirs: Sequence[Path]) -> list[str]:
     """The profile names found in `dirs`, plus `none`, sorted."""
     names = {path.stem for folder in dirs if folder.is_dir() for path in folder.glob("*.toml")}
     return sorted(names | {NO_HAT})
 
 
-def load_hat(name: str, hats_dir: Path | None = None) -> HatProfile:
-    """The profile called `name` (`none`: no LEDs, no button); ConfigError if unknown or invalid."""
+def load_hat(name: str, hats_dir: Path) -> HatProfile:
+    """The profile called `name` in `hats_dir` (the setting leds.hats_dir; `none`: no LEDs, no
+    button); ConfigError if unknown or invalid."""
     if name == NO_HAT:
         return HatProfile(name=NO_HAT, description="no LEDs", leds=HatLeds(driver="none"))
-    dirs = (hats_dir,) if hats_dir is not None else default_hat_dirs()
+    dirs = (hats_dir,)
     path = _find(name, dirs)
     if path is None:
         where = ", ".join(str(folder) for folder in dirs)

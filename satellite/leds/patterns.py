@@ -9,12 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
+from satellite.config import check_pattern
+from satellite.leds.pixels import RGB, Pixels
+
 log = logging.getLogger(__name__)
-
-RGB = tuple[float, float, float]
-"""One pixel's colour: red, green, blue, each 0..1."""
-
-Pixels = tuple[RGB, ...]
 
 IDLE = "idle"
 MUTED = "muted"
@@ -134,13 +132,6 @@ only its own events show them. (README: LEDs, mute, status and commands.)"""
 
 OWN_SESSION_STATES = frozenset({"wake_detected", "listening"})
 """This satellite's own states that open its session: others' states wait until it ends."""
-
-
-def check_pattern(name: str) -> str:
-    """`name` if it is a known pattern, else ValueError listing the known ones."""
-    if name not in PATTERNS:
-        raise ValueError(f"unknown LED pattern {name!r}; known: {', '.join(PATTERNS)}")
-    return name
 
 
 class Indicator:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from satellite.core.ids import new_id, now_ms
 from satellite.core.session import Event, Idle, WakeDetected
 from satellite.mqtt.contracts import (
     PeerClaim,
@@ -43,8 +44,6 @@ from satellite.mqtt.contracts import (
     ResultOutcome,
     WakeClaim,
     WakeResult,
-    new_id,
-    now_ms,
 )
 
 log = logging.getLogger(__name__)

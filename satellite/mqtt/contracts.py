@@ -6,15 +6,12 @@ same `message_id`, so consumers de-duplicate on `message_id`.
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SatelliteState = Literal["idle", "wake_detected", "listening", "muted", "error"]
+from satellite.core.ids import SatelliteState
+
 MessageId = Annotated[
     str,
     Field(
@@ -23,16 +20,6 @@ MessageId = Annotated[
         "de-duplicate on it"
     ),
 ]
-
-
-def now_ms() -> int:
-    """Unix epoch milliseconds, the contract's `timestamp`."""
-    return time.time_ns() // 1_000_000
-
-
-def new_id() -> str:
-    """A fresh UUID4 string for message, session and utterance ids."""
-    return str(uuid.uuid4())
 
 
 class Outbound(BaseModel):
@@ -290,27 +277,3 @@ class Command(Inbound):
     """An inbound satellite command."""
 
     command: Literal["mute", "unmute", "listen"]
-
-
-SCHEMA_MODELS: dict[str, type[BaseModel]] = {
-    "state": StateMessage,
-    "transcript_interim": TranscriptInterim,
-    "transcript_final": TranscriptFinal,
-    "status": StatusMessage,
-    "gateway_state": GatewayState,
-    "overlay_hint": OverlayHint,
-    "command": Command,
-    "wake_claim": WakeClaim,
-    "wake_result": WakeResult,
-}
-
-
-def write_schemas(out_dir: Path) -> list[Path]:
-    """Write one JSON Schema file per contract model into `out_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, model in SCHEMA_MODELS.items():
-        path = out_dir / f"{name}.schema.json"
-        path.write_text(json.dumps(model.model_json_schema(), indent=2) + "\n", encoding="utf-8")
-        written.append(path)
-    return written

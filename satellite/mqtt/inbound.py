@@ -18,6 +18,26 @@ from satellite.mqtt.contracts import (
 )
 from satellite.mqtt.topics import HouseholdTopic, Topics, TopicType
 
+# The runtime reads inbound messages through this module: the items, and the payload and
+# topic types they carry (contracts and topics are imported only inside satellite.mqtt).
+__all__ = [
+    "ClaimReceived",
+    "Cleared",
+    "CommandReceived",
+    "GatewayStateReceived",
+    "Household",
+    "Inbound",
+    "OverlayHintReceived",
+    "PeerClaim",
+    "PeerResult",
+    "PeerStatus",
+    "PeerStatusReceived",
+    "Rejected",
+    "ResultReceived",
+    "Topics",
+    "parse_inbound",
+]
+
 M = TypeVar("M", bound=BaseModel)
 
 

@@ -1,9 +1,12 @@
-"""Turns session events into contract messages addressed to their topics."""
+"""Turns session events and household messages into contract messages addressed to their
+topics; builds this satellite's outbox from the settings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from satellite.config import Settings
+from satellite.core.ids import SatelliteState, new_id, now_ms
 from satellite.core.session import (
     Event,
     FaultChanged,
@@ -16,15 +19,21 @@ from satellite.core.session import (
 )
 from satellite.mqtt.contracts import (
     Outbound,
-    SatelliteState,
     StateMessage,
     TranscriptFinal,
     TranscriptInterim,
+    WakeClaim,
+    WakeResult,
     Word,
-    new_id,
-    now_ms,
 )
-from satellite.mqtt.topics import QOS, Topics, TopicType
+from satellite.mqtt.topics import (
+    HOUSEHOLD_QOS,
+    QOS,
+    HouseholdTopic,
+    SatelliteTopic,
+    Topics,
+    TopicType,
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,15 @@ class Outgoing:
     message: Outbound
     qos: int
     topic_type: TopicType
+
+
+@dataclass(frozen=True)
+class ToGroup:
+    """A claim or result for the arbitration group's topic."""
+
+    topic: str
+    message: WakeClaim | WakeResult
+    qos: int
 
 
 class Outbox:
@@ -52,6 +70,17 @@ class Outbox:
             Outgoing(topic, message, QOS[topic_type], topic_type)
             for topic in self.topics.session(event.session_id, topic_type)
         ]
+
+    def household(self, message: WakeClaim | WakeResult) -> ToGroup | None:
+        """A claim or result for this satellite's group; None when arbitration is off."""
+        if self.topics.group is None:
+            return None
+        kind = HouseholdTopic.CLAIM if isinstance(message, WakeClaim) else HouseholdTopic.RESULT
+        return ToGroup(self.topics.household(kind), message, HOUSEHOLD_QOS)
+
+    def status_topics(self) -> list[str]:
+        """Where this satellite's retained status goes, one topic per tree (the will: the first)."""
+        return self.topics.satellite(SatelliteTopic.STATUS)
 
     def _message(self, event: Event) -> tuple[TopicType, Outbound]:
         if isinstance(event, Interim):
@@ -109,3 +138,15 @@ def _state_name(event: Listening | Idle | MuteChanged | FaultChanged) -> Satelli
     if isinstance(event, FaultChanged) and event.reason is not None:
         return "error"
     return "idle"
+
+
+def build_outbox(settings: Settings) -> Outbox:
+    """Topics and message stamping for this room and satellite."""
+    arbitration = settings.arbitration
+    topics = Topics(
+        room_id=settings.room_id,
+        satellite_id=settings.satellite_id,
+        mqtt=settings.mqtt,
+        group=arbitration.group if arbitration.enabled else None,
+    )
+    return Outbox(room_id=settings.room_id, topics=topics)

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # config imports the topic-level rules from here
-    from satellite.config import MqttSettings
-
-DEFAULT_BASE_PREFIX = "voice_assistant"
-_FORBIDDEN_IN_LEVEL = re.compile(r"[/+#\x00]")
-
-
-def check_topic_level(value: str) -> str:
-    """Reject values that cannot be one MQTT topic level (no `/`, `+`, `#`, NUL, not empty)."""
-    if not value:
-        raise ValueError("must not be empty")
-    if _FORBIDDEN_IN_LEVEL.search(value):
-        raise ValueError("must not contain '/', '+', '#' or NUL (it is one MQTT topic level)")
-    return value
+from satellite.config import MqttSettings, check_topic_level
 
 
 class TopicType(StrEnum):
@@ -103,6 +88,11 @@ class TopicTree:
         return f"{self.base}/household/{check_topic_level(group)}/{topic_type}"
 
     @property
+    def every_session(self) -> str:
+        """The filter for every message of every session in the room (a watcher's)."""
+        return f"{self.room}/session/+/#"
+
+    @property
     def every_status(self) -> str:
         """The filter for the status of every satellite in every room (peers)."""
         return f"{self.base}/room/+/satellite/+/{SatelliteTopic.STATUS}"
@@ -155,6 +145,10 @@ class Topics:
             raise ValueError("arbitration is off: no household topic")
         return self.trees[0].household(self.group, topic_type)
 
+    def household_topics(self) -> list[str]:
+        """This satellite's group's claim and result topics (ValueError: arbitration is off)."""
+        return [self.household(kind) for kind in HouseholdTopic]
+
     def subscriptions(self) -> list[str]:
         """The room's state and overlay_hint filters and this satellite's command topic; with
         a group, its claims and results and every satellite's status (to know the peers)."""
@@ -164,7 +158,7 @@ class Topics:
             filters.append(tree.session_filter(TopicType.OVERLAY_HINT))
             filters.append(tree.satellite(self.satellite_id, SatelliteTopic.COMMAND))
         if self.group is not None:
-            filters.extend(self.household(kind) for kind in HouseholdTopic)
+            filters.extend(self.household_topics())
             filters.append(self.trees[0].every_status)
         return filters
 

@@ -17,21 +17,24 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from satellite.config import FollowupSettings
+from satellite.core.ids import SatelliteState
 from satellite.core.requests import Listen, SessionRequest, SetMuted
 from satellite.core.session import Event, FaultChanged, Idle, Listening, MuteChanged, WakeDetected
-from satellite.mqtt.contracts import PeerClaim, PeerResult, PeerStatus, SatelliteState
 from satellite.mqtt.inbound import (
     ClaimReceived,
     Cleared,
     CommandReceived,
     GatewayStateReceived,
     OverlayHintReceived,
+    PeerClaim,
+    PeerResult,
+    PeerStatus,
     PeerStatusReceived,
     Rejected,
     ResultReceived,
+    Topics,
     parse_inbound,
 )
-from satellite.mqtt.topics import Topics
 from satellite.runtime.follow_ups import FollowUps
 from satellite.runtime.handovers import (
     TICK,

@@ -1,4 +1,4 @@
-"""Builds the session machine and outbox from the settings (shared by run and simulate)."""
+"""Builds the session machine from the settings (shared by run, simulate and listen)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from satellite.audio.wake import OwwDetector
 from satellite.config import Settings
 from satellite.core.session import SessionMachine, SessionTiming, WakeDetector
 from satellite.modelfiles import feature_model_paths, vosk_model_path, wake_model_path
-from satellite.mqtt.outbound import Outbox
-from satellite.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +103,6 @@ def wake_phrase_words(models: list[str]) -> set[str]:
     for name in models:
         words.update(w for w in re.split(r"[^a-z]+", Path(name).stem.lower()) if len(w) > 1)
     return words
-
-
-def build_outbox(settings: Settings) -> Outbox:
-    """Topics and message stamping for this room and satellite."""
-    arbitration = settings.arbitration
-    topics = Topics(
-        room_id=settings.room_id,
-        satellite_id=settings.satellite_id,
-        mqtt=settings.mqtt,
-        group=arbitration.group if arbitration.enabled else None,
-    )
-    return Outbox(room_id=settings.room_id, topics=topics)
 
 
 def client_id(settings: Settings) -> str:

@@ -15,18 +15,18 @@ from satellite import __version__
 from satellite.audio.capture import Capture, FrameAssembler
 from satellite.config import Settings
 from satellite.core.frames import Frame
+from satellite.core.ids import new_id, now_ms
 from satellite.core.requests import Abandon, SessionRequest, SetFault
 from satellite.core.session import Event, Final, Listening, SessionMachine, WakeDetected
 from satellite.leds import build_indicator
 from satellite.leds.accessories import Accessories
 from satellite.mqtt.arbitration import Identity, Message, Outcome, WakeArbiter
-from satellite.mqtt.contracts import StatusCounters, StatusMessage, WakeClaim, new_id, now_ms
+from satellite.mqtt.contracts import StatusCounters, StatusMessage
 from satellite.mqtt.link import MqttLink
-from satellite.mqtt.outbound import Outbox
+from satellite.mqtt.outbound import Outbox, build_outbox
 from satellite.mqtt.takeover import OwnStatus
-from satellite.mqtt.topics import HOUSEHOLD_QOS, HouseholdTopic, SatelliteTopic
 from satellite.runtime.control import Controller, Counters, Item, Reconfigure, RoomView
-from satellite.runtime.engines import Engines, build_machine, build_outbox, client_id, load_engines
+from satellite.runtime.engines import Engines, build_machine, client_id, load_engines
 from satellite.runtime.handovers import (
     AccessoryFault,
     ArbitrationDecided,
@@ -238,9 +238,9 @@ class Satellite:
         return Capture(settings.audio, on_fault=self._on_mic_fault)
 
     def _make_link(self, settings: Settings) -> MqttLink:
-        topics = build_outbox(settings).topics
+        outbox = build_outbox(settings)
         # MQTT allows one will: it goes to the primary tree (v1 when dual publishing).
-        will = (topics.satellite(SatelliteTopic.STATUS)[0], self._will(settings))
+        will = (outbox.status_topics()[0], self._will(settings))
         room, satellite_id = settings.room_id, settings.satellite_id
         advice = (
             f"give each satellite its own satellite_id in its config (/etc/satellite/{room}.toml"
@@ -250,7 +250,7 @@ class Satellite:
             settings.mqtt,
             client_id=client_id(settings),
             will=will,
-            subscriptions=topics.subscriptions(),
+            subscriptions=outbox.topics.subscriptions(),
             on_message=lambda topic, payload, retained: self._submit(
                 MqttMessage(topic, payload, retained)
             ),
@@ -395,9 +395,7 @@ class Satellite:
             new.mqtt.port,
             new.room_id,
             new.satellite_id,
-        ) or build_outbox(old).topics.satellite(SatelliteTopic.STATUS) != build_outbox(
-            new
-        ).topics.satellite(SatelliteTopic.STATUS)
+        ) or build_outbox(old).status_topics() != build_outbox(new).status_topics()
 
     # -- threads' hand-overs --------------------------------------------------------------
 
@@ -426,11 +424,10 @@ class Satellite:
         self._submit(SessionEvent(event))
 
     def _send_household(self, message: Message) -> None:
-        topics = self.outbox.topics
-        if topics.group is None:  # arbitration was switched off by a reload meanwhile
+        outgoing = self.outbox.household(message)
+        if outgoing is None:  # arbitration was switched off by a reload meanwhile
             return
-        kind = HouseholdTopic.CLAIM if isinstance(message, WakeClaim) else HouseholdTopic.RESULT
-        self.link.publish(topics.household(kind), message.to_json(), qos=HOUSEHOLD_QOS)
+        self.link.publish(outgoing.topic, outgoing.message.to_json(), qos=outgoing.qos)
 
     def _abandon(self, session_id: str) -> None:
         # Runs under the arbiter's lock: the pipeline ends the utterance between frames.
@@ -488,7 +485,7 @@ class Satellite:
     def _publish_status(self, view: RoomView, counters: Counters) -> None:
         # Runs on the control thread. As the birth message it is also re-sent on reconnect.
         payload = self._status(view, online=True, counters=counters)
-        for topic in self.outbox.topics.satellite(SatelliteTopic.STATUS):
+        for topic in self.outbox.status_topics():
             self.link.set_birth(topic, payload)
 
     def liveness(self) -> Liveness:
@@ -521,7 +518,7 @@ class Satellite:
 
     def _say_offline(self, link: MqttLink, outbox: Outbox) -> None:
         payload = self._status(None, online=False)
-        for topic in outbox.topics.satellite(SatelliteTopic.STATUS):
+        for topic in outbox.status_topics():
             link.publish_wait(topic, payload, qos=1, retain=True, timeout=0.5)
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from tests.support import tiers
 
 ROOT = Path(__file__).resolve().parents[2]
+HATS_DIR = ROOT / "firmware-config" / "hats"  # the HAT profiles of this checkout
 
 
 def models_dir() -> Path:
@@ -47,6 +48,7 @@ def room_config(
     sections: dict[str, dict[str, Any]] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
         "audio": {"device": "fifomic"},
+        "leds": {"hats_dir": str(HATS_DIR)},
         "wake": {"models": ["hey_jarvis"]},
         "models": {"dir": str(models_dir())},
     }

@@ -1,6 +1,6 @@
 """The checks of `satellite check` that need a device or a broker, and the Result they return."""
 
-from satellite.commands.checks.broker import BROKER_TIMEOUT_S, BrokerProbe, check_broker
+from satellite.commands.checks.broker import BROKER_TIMEOUT_S, check_broker
 from satellite.commands.checks.microphone import (
     LISTEN_S,
     Level,
@@ -14,7 +14,6 @@ from satellite.commands.checks.result import Result, failed, neutral, passed
 __all__ = [
     "BROKER_TIMEOUT_S",
     "LISTEN_S",
-    "BrokerProbe",
     "Level",
     "Result",
     "check_broker",
