@@ -30,7 +30,8 @@ class VoskTranscriber:
     The session starts it in the pause after the wake word when there is one. Otherwise it
     also hears the pre-roll (the audio up to and including the frame on which the wake word
     fired), so it decodes the wake word as words instead of mangling its tail into the first
-    command word, and the words before the wake word's end are dropped by time.
+    command word, and the words before the wake word's end are dropped by time (the rules are
+    in satellite.core.utterance).
 
     With `phrases` (a command-only room) Vosk decodes only their words and "[unk]", which
     absorbs the wake word in the pre-roll and anything else said; "[unk]" is dropped, and a
