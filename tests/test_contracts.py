@@ -20,10 +20,10 @@ from satellite.core.session import (
     Idle,
     Interim,
     Listening,
-    TimedWord,
     Transcript,
     WakeDetected,
 )
+from satellite.core.utterance import TimedWord
 from satellite.mqtt.arbitration import Identity, WakeArbiter
 from satellite.mqtt.contracts import (
     Command,

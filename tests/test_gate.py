@@ -8,14 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks.signals import room_tone
-from satellite.audio.gate import (
-    FLOOR_WINDOW_S,
-    REPLAY_S,
-    EnergyGate,
-    GatedDetector,
-    VoiceEnd,
-    last_pause,
-)
+from satellite.audio.gate import REPLAY_S, EnergyGate, GatedDetector
 from satellite.audio.wake import OwwDetector
 from satellite.config import WakeSettings
 from satellite.core.frames import (
@@ -28,6 +21,7 @@ from satellite.core.frames import (
     split_frames,
 )
 from satellite.core.session import Detection
+from satellite.core.utterance import FLOOR_WINDOW_S
 from satellite.modelfiles import feature_model_paths, wake_model_path
 from tests.support.satellite_proc import models_dir
 from tests.support.speech import speak
@@ -73,85 +67,6 @@ def test_floor_follows_a_louder_room_after_its_window() -> None:
     louder = [g.update(frame) for frame in tone(-40.0, frames_for(FLOOR_WINDOW_S) + 10)]
     assert louder[0] and not louder[-1]  # a fan switched on: open at first, then the new floor
     assert g.floor_dbfs == pytest.approx(-40.0, abs=0.1)
-
-
-def test_voice_end_times_silence_to_the_10_ms_window() -> None:
-    voice = VoiceEnd()
-    for frame in split_frames(room_tone(6.0)):
-        voice.update(frame)
-    speech = np.concatenate(tone(-20.0, 5))[: round(0.35 * SAMPLE_RATE)]
-    audio = np.concatenate([speech, room_tone(1.25, seed=3)[: 1280 * 10 - len(speech)]])
-    silences = [voice.update(frame) for frame in split_frames(audio)]
-    # Voice until 0.35 s: silence 0.05 s at the end of frame 5 (0.40 s), then +0.08 per frame.
-    assert silences[:4] == [0.0] * 4
-    assert silences[4] == pytest.approx(0.05, abs=0.011)
-    assert silences[9] == pytest.approx(0.45, abs=0.011)
-
-
-def spoken(*parts: tuple[str, float]) -> Frame:
-    """Room tone (about -61 dBFS) with a -20 dBFS tone where a part is "voice"."""
-    pieces: list[Frame] = []
-    for kind, seconds in parts:
-        n = round(seconds * SAMPLE_RATE)
-        noise = room_tone(seconds, seed=len(pieces))[:n].astype(np.float64)
-        if kind == "voice":
-            t = np.arange(n) / SAMPLE_RATE
-            noise += 0.1 * 32768 * np.sqrt(2) * np.sin(2 * np.pi * 440 * t)
-        pieces.append(np.round(noise).astype(np.int16))
-    return np.concatenate(pieces)
-
-
-FLOOR = -61.0  # room_tone's level
-
-
-def test_last_pause_is_the_middle_of_the_pause_after_the_wake_word() -> None:
-    audio = spoken(("pause", 0.3), ("voice", 0.8), ("pause", 0.2), ("voice", 0.2))
-    assert last_pause(audio, FLOOR) == pytest.approx(1.2 * SAMPLE_RATE, abs=160)
-
-
-def test_a_pause_still_going_at_the_detection_counts() -> None:
-    audio = spoken(("pause", 0.3), ("voice", 0.8), ("pause", 0.3))
-    assert last_pause(audio, FLOOR) == pytest.approx(1.25 * SAMPLE_RATE, abs=160)
-
-
-def test_a_pause_after_the_detection_counts_and_the_window_is_before_the_detection() -> None:
-    audio = spoken(("pause", 0.3), ("voice", 0.8), ("pause", 0.2), ("voice", 0.2))
-    # Detected 0.1 s into "jarvis": the pause after it (0.2 s later) is found.
-    detected = round(0.6 * SAMPLE_RATE)
-    assert last_pause(audio, FLOOR, detected) == pytest.approx(1.2 * SAMPLE_RATE, abs=160)
-    # Detected late, 0.8 s after the pause ended: too long after it to be the wake word's.
-    late = spoken(("voice", 0.8), ("pause", 0.2), ("voice", 1.0))
-    assert last_pause(late, FLOOR, round(1.8 * SAMPLE_RATE)) is None
-    assert last_pause(late, FLOOR, round(1.3 * SAMPLE_RATE)) is not None
-
-
-def test_the_widest_pause_near_the_end_wins() -> None:
-    audio = spoken(("voice", 0.6), ("pause", 0.12), ("voice", 0.1), ("pause", 0.25), ("voice", 0.1))
-    assert last_pause(audio, FLOOR) == pytest.approx(0.945 * SAMPLE_RATE, abs=160)
-
-
-def test_no_pause_without_a_long_enough_quiet_run_near_the_end() -> None:
-    assert last_pause(spoken(("voice", 1.5)), FLOOR) is None
-    # Shorter than a pause (the closure of a stop consonant).
-    assert last_pause(spoken(("voice", 1.0), ("pause", 0.06), ("voice", 0.4)), FLOOR) is None
-    # The silence before the wake phrase: ended too long before the detection.
-    assert last_pause(spoken(("pause", 0.5), ("voice", 0.8)), FLOOR) is None
-    # Quiet is judged against the floor: in a room as loud as the voice nothing is a pause.
-    assert last_pause(spoken(("voice", 1.0), ("pause", 0.2), ("voice", 0.2)), -25.0) is None
-    assert last_pause(spoken(("pause", 1.5)), FLOOR) is None
-    # A voice only 15 dB over a noisy room: its soft sounds would pass for pauses.
-    assert last_pause(spoken(("voice", 1.0), ("pause", 0.2), ("voice", 0.2)), -35.0) is None
-    assert last_pause(spoken(("voice", 1.0), ("pause", 0.2), ("voice", 0.2)), -41.0) is not None
-
-
-def test_voice_end_finds_the_pause_against_its_own_floor() -> None:
-    voice = VoiceEnd()
-    audio = spoken(("pause", 5.0), ("voice", 0.8), ("pause", 0.2), ("voice", 0.2))
-    for f in split_frames(audio):
-        voice.update(f)
-    assert voice.floor_dbfs == pytest.approx(FLOOR, abs=1.0)
-    preroll = audio[-round(1.5 * SAMPLE_RATE) :]
-    assert voice.pause_in(preroll, len(preroll)) == pytest.approx(1.2 * SAMPLE_RATE, abs=160)
 
 
 class Recorder:

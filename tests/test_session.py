@@ -10,12 +10,10 @@ from typing import cast
 import numpy as np
 import pytest
 
-from satellite.audio.gate import VoiceEnd
 from satellite.config import Settings
 from satellite.core.frames import FRAME_S, FRAME_SAMPLES, Frame, split_frames
 from satellite.core.requests import Abandon, Listen, SetFault, SetMuted
 from satellite.core.session import (
-    PAUSE_WAIT_S,
     Detection,
     EndReason,
     FaultChanged,
@@ -24,13 +22,13 @@ from satellite.core.session import (
     Interim,
     Listening,
     MuteChanged,
-    Preroll,
     SessionMachine,
     SttUpdate,
     Transcript,
     WakeDetected,
     speech_level_db,
 )
+from satellite.core.utterance import Preroll, UtteranceTuning, VoiceEnd
 from satellite.runtime.engines import session_timing
 
 TIMING = session_timing(Settings(room_id="salon"))  # the room defaults
@@ -107,6 +105,7 @@ def seconds(s: float) -> int:
 
 
 HELLO = Transcript("turn on the lights", 0.9)
+TUNING = UtteranceTuning()
 
 
 def test_session_wake_listen_interims_final_idle_in_order() -> None:
@@ -264,7 +263,7 @@ def frames_until_final(
 
     With `audio`, those are the frames and the machine tracks the voice (VoiceEnd).
     """
-    voice = VoiceEnd() if audio is not None else None
+    voice = VoiceEnd(tuning=TUNING) if audio is not None else None
     m = machine(FakeTranscriber(script, flush=HELLO), trailing_silence_s=trailing_s)
     m.voice = voice
     run(m, [frame(LOUD)])
@@ -309,11 +308,11 @@ def wake_then(*parts: tuple[str, float], detect_after_s: float) -> list[Frame]:
     return frames
 
 
-def started(frames: list[Frame]) -> Preroll:
+def started(frames: list[Frame], tuning: UtteranceTuning = TUNING) -> Preroll:
     """The pre-roll a machine that tracks the voice started its recogniser with."""
     t = FakeTranscriber([SttUpdate("")])
     m = machine(t, preroll_s=1.6)
-    m.voice = VoiceEnd()
+    m.voice = VoiceEnd(tuning=tuning)
     events = run(m, frames)
     assert isinstance(events[0], WakeDetected)
     assert len(t.starts) == 1
@@ -327,7 +326,7 @@ def test_session_starts_the_recogniser_in_the_pause_after_the_wake_word() -> Non
     # also has the 0.24 s it waited for.
     assert preroll.wake_end_s == 0.0
     assert preroll.detected_s == pytest.approx(0.44, abs=0.011)
-    assert len(preroll.audio) == pytest.approx((0.44 + PAUSE_WAIT_S) * 16000, abs=160)
+    assert len(preroll.audio) == pytest.approx((0.44 + TUNING.pause_wait_s) * 16000, abs=160)
 
 
 def test_session_waits_for_the_pause_when_the_detection_came_inside_the_wake_word() -> None:
@@ -343,7 +342,13 @@ def test_session_decodes_the_whole_preroll_when_there_was_no_pause() -> None:
     preroll = started(wake_then(("voice", 3.0), detect_after_s=1.6))
     assert preroll.wake_end_s is None  # found from Vosk's words instead
     assert preroll.detected_s == pytest.approx(1.6)
-    assert len(preroll.audio) == round((1.6 + PAUSE_WAIT_S) * 16000)
+    assert len(preroll.audio) == round((1.6 + TUNING.pause_wait_s) * 16000)
+
+
+def test_session_waits_for_the_pause_as_long_as_the_tuning_says() -> None:
+    longer = UtteranceTuning(pause_wait_s=0.4)
+    preroll = started(wake_then(("voice", 3.0), detect_after_s=1.6), longer)
+    assert len(preroll.audio) == round((1.6 + 0.4) * 16000)
 
 
 def test_session_words_heard_then_withdrawn_end_after_the_trailing_silence() -> None:
@@ -363,7 +368,7 @@ def test_speech_level_is_the_loudest_frame_over_the_floor() -> None:
 
 
 def test_wake_level_uses_the_last_second_and_the_voice_trackers_floor() -> None:
-    voice = VoiceEnd()
+    voice = VoiceEnd(tuning=TUNING)
     m = SessionMachine(
         detector=FakeDetector(),
         transcriber=FakeTranscriber([SttUpdate("", HELLO)]),

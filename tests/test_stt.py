@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from benchmarks.signals import in_room
-from satellite.audio.speech import PAUSE_LOOKBACK_S, VoskTranscriber, wake_word_end
+from satellite.audio.speech import VoskTranscriber
 from satellite.config import load_settings
 from satellite.core.frames import FRAME_SAMPLES, Frame, split_frames
-from satellite.core.session import Final, Preroll, TimedWord, Transcript
+from satellite.core.session import Final, Transcript
+from satellite.core.utterance import Preroll, UtteranceTuning
 from satellite.errors import ConfigError, ModelError
 from satellite.modelfiles import vosk_model_path
 from satellite.runtime.engines import build_machine
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def transcriber() -> VoskTranscriber:
-    return VoskTranscriber(model_path=vosk_model_path(models_dir()))
+    return VoskTranscriber(model_path=vosk_model_path(models_dir()), tuning=UtteranceTuning())
 
 
 def transcribe(
@@ -97,7 +98,7 @@ def test_preroll_alone_gives_no_final(transcriber: VoskTranscriber, speech_cache
 
 def test_a_missing_model_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError):
-        VoskTranscriber(model_path=tmp_path / "nothing-here")
+        VoskTranscriber(model_path=tmp_path / "nothing-here", tuning=UtteranceTuning())
 
 
 PHRASES = [
@@ -112,7 +113,9 @@ PHRASES = [
 
 @pytest.fixture(scope="module")
 def phrase_transcriber() -> VoskTranscriber:
-    return VoskTranscriber(model_path=vosk_model_path(models_dir()), phrases=PHRASES)
+    return VoskTranscriber(
+        model_path=vosk_model_path(models_dir()), tuning=UtteranceTuning(), phrases=PHRASES
+    )
 
 
 @pytest.mark.parametrize("command", PHRASES)
@@ -150,66 +153,12 @@ def test_the_wake_word_alone_gives_no_final_with_phrases(
 def test_a_phrase_with_words_the_model_does_not_know_is_a_model_error() -> None:
     phrases = ["turn on the kitchen lights", "frobnicate the quux", "quux off"]
     with pytest.raises(ModelError) as info:
-        VoskTranscriber(model_path=vosk_model_path(models_dir()), phrases=phrases)
+        VoskTranscriber(
+            model_path=vosk_model_path(models_dir()), tuning=UtteranceTuning(), phrases=phrases
+        )
     message = str(info.value)
     assert "\n" not in message
     assert "stt.phrases" in message and "frobnicate, quux (" in message
     assert "kitchen" not in message
     # A configuration mistake: the CLI exits 78, so systemd does not restart into it again.
     assert isinstance(info.value, ConfigError)
-
-
-def timed(*words: tuple[float, float, str]) -> list[TimedWord]:
-    return [TimedWord(word, start, end, 1.0) for start, end, word in words]
-
-
-def test_wake_word_ends_at_the_pause_before_a_late_detection() -> None:
-    """Vosk words of "hey jarvis, what time is it"; openWakeWord fired at 2.48 s."""
-    words = timed(
-        (1.17, 1.38, "the"),
-        (1.40, 1.68, "jar"),
-        (1.68, 1.82, "of"),
-        (1.83, 2.04, "is"),
-        (2.16, 2.47, "what"),
-        (2.49, 2.85, "time"),
-    )
-    assert wake_word_end(words, 2.48) == pytest.approx(2.10)  # "what" is the command's
-
-
-def test_wake_word_end_without_a_pause_is_the_detection() -> None:
-    words = timed((1.40, 1.68, "jar"), (1.68, 1.82, "of"), (1.83, 2.04, "is"), (2.06, 2.40, "what"))
-    assert wake_word_end(words, 2.48) == 2.48
-
-
-def test_a_pause_long_before_the_detection_is_not_the_wake_words_end() -> None:
-    """ "hey ... jarvis": the pause before "jarvis" is more than PAUSE_LOOKBACK_S back."""
-    words = timed((0.50, 0.80, "hey"), (1.20, 1.90, "jarvis"), (1.90, 2.20, "what"))
-    assert 2.30 - PAUSE_LOOKBACK_S > 1.20
-    assert wake_word_end(words, 2.30) == 2.30
-
-
-def test_an_early_detection_inside_jarvis_never_cuts_before_it() -> None:
-    """The pause between "hey" and "jarvis" is in the window, but "jarvis" is still going."""
-    words = timed((0.90, 1.20, "hey"), (1.40, 1.95, "jarvis"), (2.00, 2.30, "turn"))
-    assert wake_word_end(words, 1.80, frozenset({"hey", "jarvis"})) == 1.80
-
-
-def test_a_short_jarvis_after_a_pause_is_still_the_wake_word() -> None:
-    words = timed((0.90, 1.20, "hey"), (1.40, 1.70, "jarvis"), (1.80, 2.10, "turn"))
-    assert wake_word_end(words, 1.75, frozenset({"hey", "jarvis"})) == 1.75
-    assert wake_word_end(words, 1.75) == pytest.approx(1.30)  # why the wake words are needed
-
-
-def test_an_early_detection_does_not_leave_jarvis_in_the_transcript() -> None:
-    """The detection came inside "jarvis" (Vosk puts the word after the cut): dropped."""
-    aware = VoskTranscriber.__new__(VoskTranscriber)  # only the word filter, no model
-    aware._skip_s, aware._wake_words, aware._wake_end_s = 1.0, frozenset({"hey", "jarvis"}), None
-    words = [
-        {"word": "hey", "start": 0.40, "end": 0.70},
-        {"word": "jarvis", "start": 0.90, "end": 1.35},
-        {"word": "turn", "start": 1.45, "end": 1.70},
-        {"word": "on", "start": 1.70, "end": 1.85},
-    ]
-    assert [w.word for w in aware._after_preroll(words)] == ["turn", "on"]
-    aware._wake_words = frozenset()
-    assert [w.word for w in aware._after_preroll(words)] == ["jarvis", "turn", "on"]

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from satellite.audio.stand_ins import DOWNLOADS, import_with_stand_ins
 from satellite.core.frames import SAMPLE_RATE, Frame
-from satellite.core.session import Preroll, SttUpdate, TimedWord, Transcript
+from satellite.core.session import SttUpdate, Transcript
+from satellite.core.utterance import Preroll, TimedWord, UtteranceTuning, command_words
 from satellite.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
-# The pause after the wake word: at least this long (two Vosk frames), and ending at most
-# this long before the detection (less than "jarvis" lasts, so never the pause before it).
-MIN_PAUSE_S = 0.06
-PAUSE_LOOKBACK_S = 0.4
-# A wake-phrase word starting within this long after the detection is the wake word's tail.
-WAKE_TAIL_S = 0.5
 # Vosk's word for "speech outside the grammar"; it is never part of a transcript.
 UNKNOWN = "[unk]"
 
@@ -37,7 +30,8 @@ class VoskTranscriber:
     The session starts it in the pause after the wake word when there is one. Otherwise it
     also hears the pre-roll (the audio up to and including the frame on which the wake word
     fired), so it decodes the wake word as words instead of mangling its tail into the first
-    command word, and the words before the wake word's end are dropped by time.
+    command word, and the words before the wake word's end are dropped by time (the rules are
+    in satellite.core.utterance).
 
     With `phrases` (a command-only room) Vosk decodes only their words and "[unk]", which
     absorbs the wake word in the pre-roll and anything else said; "[unk]" is dropped, and a
@@ -47,7 +41,12 @@ class VoskTranscriber:
     """
 
     def __init__(
-        self, *, model_path: Path, phrases: Sequence[str] = (), wake_words: Iterable[str] = ()
+        self,
+        *,
+        model_path: Path,
+        tuning: UtteranceTuning,
+        phrases: Sequence[str] = (),
+        wake_words: Iterable[str] = (),
     ) -> None:
         """`phrases`: lowercase, single-spaced (as SttSettings makes them); empty = dictation."""
         self._vosk = _import_vosk()
@@ -61,6 +60,7 @@ class VoskTranscriber:
         self._wake_words = frozenset(word.lower() for word in wake_words)
         if phrases:
             self._grammar = self._grammar_for(model_path, list(dict.fromkeys(phrases)))
+        self._tuning = tuning
         self._recognizer: Any = None
         self._skip_s = 0.0
         self._wake_end_s: float | None = None
@@ -92,7 +92,7 @@ class VoskTranscriber:
             final = self._transcript(json.loads(self._recognizer.Result()))
             return SttUpdate(partial="", final=final)
         partial = json.loads(self._recognizer.PartialResult())
-        words = _spoken(self._after_preroll(partial.get("partial_result", [])))
+        words = _spoken(self._command_words(partial.get("partial_result", [])))
         return SttUpdate(partial=_text(words))
 
     def finish(self) -> Transcript | None:
@@ -129,37 +129,20 @@ class VoskTranscriber:
     def _knows(self, word: str) -> bool:
         return bool(self._model.vosk_model_find_word(word) >= 0)
 
-    def _after_preroll(self, words: Iterable[Mapping[str, Any]]) -> list[TimedWord]:
+    def _command_words(self, words: Iterable[Mapping[str, Any]]) -> list[TimedWord]:
         """The words after the wake word, times made relative to the detection."""
-        heard = [
-            TimedWord(
-                word=str(w["word"]),
-                start=float(w["start"]),
-                end=float(w["end"]),
-                conf=min(1.0, max(0.0, float(w.get("conf", 1.0)))),
-            )
-            for w in words
-        ]
-        cut = self._wake_end_s
-        if cut is None:
-            cut = wake_word_end(heard, self._skip_s, self._wake_words)
-        skip = self._skip_s
-        kept = [
-            replace(
-                w, start=round(max(0.0, w.start - skip), 3), end=round(max(0.0, w.end - skip), 3)
-            )
-            for w in heard
-            if (w.start + w.end) / 2 >= cut
-        ]
-        # A detection early in "jarvis" leaves its second half after the cut: words of the
-        # wake phrase right at the start are the wake word, not the command.
-        while kept and kept[0].word in self._wake_words and kept[0].start < WAKE_TAIL_S:
-            kept.pop(0)
-        return kept
+        heard = [_timed_word(w) for w in words]
+        return command_words(
+            heard,
+            self._skip_s,
+            self._wake_end_s,
+            wake_words=self._wake_words,
+            tuning=self._tuning,
+        )
 
     def _transcript(self, result: Mapping[str, Any]) -> Transcript | None:
         """None when nothing was said after the wake word; empty text when all was dropped."""
-        heard = self._after_preroll(result.get("result", []))
+        heard = self._command_words(result.get("result", []))
         if not heard:
             return None
         words = _spoken(heard)
@@ -172,29 +155,14 @@ class VoskTranscriber:
         return Transcript(text=_text(words), confidence=confidence, words=tuple(words))
 
 
-def wake_word_end(
-    words: Sequence[TimedWord],
-    detected_s: float,
-    wake_words: frozenset[str] = frozenset(),
-) -> float:
-    """Where the wake word ended: the widest pause in the last PAUSE_LOOKBACK_S before the
-    detection, else the detection itself. Words centred before it are the wake word.
-
-    openWakeWord often fires 0.1-0.4 s after the word ends, by when the first command word
-    has begun ("hey jarvis, what time is it" -> "time is it" if cut at the detection). A
-    pause only counts when every word between it and the detection ended before the
-    detection and none of them is one of `wake_words`: an early detection, still inside
-    "jarvis", must not cut at the pause between "hey" and "jarvis".
-    """
-    best_gap, cut = MIN_PAUSE_S, detected_s
-    for i, (before, after) in enumerate(itertools.pairwise(words)):
-        gap = after.start - before.end
-        if not (detected_s - PAUSE_LOOKBACK_S <= after.start <= detected_s and gap >= best_gap):
-            continue
-        between = [w for w in words[i + 1 :] if w.start < detected_s]
-        if all(w.end <= detected_s and w.word.lower() not in wake_words for w in between):
-            best_gap, cut = gap, (after.start + before.end) / 2
-    return cut
+def _timed_word(word: Mapping[str, Any]) -> TimedWord:
+    """One word of a Vosk result (its confidence clamped to 0..1)."""
+    return TimedWord(
+        word=str(word["word"]),
+        start=float(word["start"]),
+        end=float(word["end"]),
+        conf=min(1.0, max(0.0, float(word.get("conf", 1.0)))),
+    )
 
 
 def _text(words: Iterable[TimedWord]) -> str:

@@ -10,13 +10,17 @@ from typing import Protocol
 
 import numpy as np
 
-from satellite.core.frames import FRAME_S, SAMPLE_RATE, Frame, frames_for, rms_dbfs
+from satellite.core.frames import FRAME_S, Frame, frames_for, rms_dbfs
 from satellite.core.ids import new_id
 from satellite.core.requests import Abandon, Listen, SessionRequest, SetFault, SetMuted
+from satellite.core.utterance import (
+    Preroll,
+    TimedWord,
+    UtteranceTuning,
+    pause_awaited,
+    recogniser_preroll,
+)
 
-# After a detection the recogniser waits this long for the pause after the wake word:
-# openWakeWord often fires inside "jarvis" or just as the pause begins.
-PAUSE_WAIT_S = 0.24
 # The wake word's level is its loudest frame in this much audio up to the detection, which
 # openWakeWord makes anywhere from inside "jarvis" to 0.4 s after it.
 LEVEL_WINDOW_S = 1.0
@@ -31,16 +35,6 @@ class Detection:
 
     wake_word: str
     score: float
-
-
-@dataclass(frozen=True)
-class TimedWord:
-    """A recognised word, times in seconds from the utterance start."""
-
-    word: str
-    start: float
-    end: float
-    conf: float
 
 
 @dataclass(frozen=True)
@@ -69,9 +63,10 @@ class WakeDetector(Protocol):
 
 
 class VoiceTracker(Protocol):
-    """How long the audio has been silent, and where it paused (see audio.gate.VoiceEnd)."""
+    """How long the audio has been silent, and where it paused (see core.utterance.VoiceEnd)."""
 
     silence_s: float
+    tuning: UtteranceTuning  # how long to wait for the pause after the wake word, among others
 
     @property
     def floor_dbfs(self) -> float: ...
@@ -79,15 +74,6 @@ class VoiceTracker(Protocol):
     def update(self, frame: Frame) -> float: ...
 
     def pause_in(self, audio: Frame, detected_at: int) -> int | None: ...
-
-
-@dataclass(frozen=True)
-class Preroll:
-    """The audio a recogniser starts with, and where the wake word is in it."""
-
-    audio: Frame
-    detected_s: float  # where in `audio` the wake word was detected (its frame's end)
-    wake_end_s: float | None = None  # where it ended, if a pause showed it; None: find it
 
 
 class Transcriber(Protocol):
@@ -342,34 +328,17 @@ class SessionMachine:
         return events
 
     def _begin(self, utt: _Utterance, pending: Frame, frame: Frame) -> bool:
-        """Start the recogniser, or hold `frame` back while waiting for the pause after the
-        wake word; whether it started (and `frame` is still to be fed).
-
-        Starting in that pause, the recogniser never decodes the wake word (Vosk spends
-        ~0.2 s of CPU per second of speech) and the command starts clean. Without one (fluent
-        speech, a noisy room) it decodes the whole pre-roll and the wake word is cut by the
-        words' times.
-        """
-        at = utt.detected_at
-        if at is None:  # opened without the wake word: all of it is command
-            self._start_recogniser(utt, Preroll(pending, len(pending) / SAMPLE_RATE, 0.0))
-            return True
-        if self.voice is None:
-            self._start_recogniser(utt, Preroll(pending, at / SAMPLE_RATE))
-            return True
-        if len(pending) - at < round(PAUSE_WAIT_S * SAMPLE_RATE):
-            utt.pending = np.concatenate([pending, frame])
-            return False
-        pause = self.voice.pause_in(pending, at)
-        if pause is None:
-            self._start_recogniser(utt, Preroll(pending, at / SAMPLE_RATE))
-        else:
-            self._start_recogniser(utt, Preroll(pending[pause:], (at - pause) / SAMPLE_RATE, 0.0))
-        return True
-
-    def _start_recogniser(self, utt: _Utterance, preroll: Preroll) -> None:
-        self.transcriber.start(preroll)
+        """Start the recogniser (see `recogniser_preroll`), or hold `frame` back while waiting
+        for the pause after the wake word; whether it started (and `frame` is still to be fed)."""
+        at, pause = utt.detected_at, None
+        if at is not None and self.voice is not None:
+            if pause_awaited(pending, at, self.voice.tuning):
+                utt.pending = np.concatenate([pending, frame])
+                return False
+            pause = self.voice.pause_in(pending, at)
+        self.transcriber.start(recogniser_preroll(pending, at, pause))
         utt.pending = None
+        return True
 
     def _should_end(self, utt: _Utterance) -> bool:
         t = self.timing

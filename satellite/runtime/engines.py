@@ -7,11 +7,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from satellite.audio.gate import EnergyGate, GatedDetector, VoiceEnd
+from satellite.audio.gate import EnergyGate, GatedDetector
 from satellite.audio.speech import VoskTranscriber
 from satellite.audio.wake import OwwDetector
 from satellite.config import Settings
 from satellite.core.session import SessionMachine, SessionTiming, WakeDetector
+from satellite.core.utterance import UtteranceTuning, VoiceEnd
 from satellite.modelfiles import feature_model_paths, vosk_model_path, wake_model_path
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def load_engines(settings: Settings) -> Engines:
     )
     transcriber = VoskTranscriber(
         model_path=vosk_model_path(models_dir, settings.stt.model),
+        tuning=UtteranceTuning(),
         phrases=settings.stt.phrases,
         wake_words=wake_phrase_words(wake.models),
     )
@@ -77,11 +79,9 @@ def build_machine(settings: Settings, engines: Engines | None = None) -> Session
     if wake.gate:
         gate = EnergyGate(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
         detector = GatedDetector(oww, gate)
+    voice = VoiceEnd(tuning=UtteranceTuning())  # no setting changes it: its defaults are the values
     return SessionMachine(
-        detector=detector,
-        transcriber=engines.stt,
-        timing=session_timing(settings),
-        voice=VoiceEnd(),
+        detector=detector, transcriber=engines.stt, timing=session_timing(settings), voice=voice
     )
 
 
