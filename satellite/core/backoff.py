@@ -12,8 +12,7 @@ class Backoff:
 
     `next()` is the wait after one more failure, `reset()` starts again from `first_s` after a
     success. The jitter (from the injected `rng`) keeps satellites that lost the same broker
-    from all knocking at the same instant; a local device needs none. Not thread-safe: one
-    retry loop owns it.
+    from all knocking at the same instant. Not thread-safe: one retry loop owns it.
     """
 
     def __init__(

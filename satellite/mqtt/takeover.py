@@ -32,6 +32,7 @@ from enum import Enum
 
 from pydantic import ValidationError
 
+from satellite.core.backoff import Backoff
 from satellite.mqtt.contracts import RetainedStatus
 
 
@@ -63,7 +64,7 @@ class OwnStatus:
 
 
 @dataclass(frozen=True)
-class Backoff:
+class LongWait:
     """A long reconnect wait, and the sign to report (ERROR) when it starts an episode."""
 
     wait_s: float
@@ -86,24 +87,22 @@ class TakeoverGuard:
         max_wait_s: float = 600.0,
         calm_s: float = 900.0,
     ) -> None:
-        self._rng = rng
         self._kick_s = kick_s
         self._streak = streak
-        self._first_wait_s = first_wait_s
-        self._max_wait_s = max_wait_s
+        # Its failures are the long waits of this episode (0: no episode).
+        self._waits = Backoff(first_wait_s, max_wait_s, jitter=0.2, rng=rng)
         self._calm_s = calm_s
         self._connections = 0
         self._accepted_at = 0.0
         self._other = False  # another process's status was retained when this connection began
         self._unconfirmed = False  # the last connection was short; our will would confirm a kick
         self._short = 0  # kicks in a row: short connections whose end published our will
-        self._waits = 0  # long waits in this episode (0: no episode)
         self._reported = False
 
     @property
     def waits(self) -> int:
         """Long waits so far in the current episode."""
-        return self._waits
+        return self._waits.failures
 
     def accepted(self, now: float) -> None:
         """The broker accepted a connection (CONNACK)."""
@@ -123,11 +122,12 @@ class TakeoverGuard:
         """A connection attempt failed: the broker was away, so no streak runs through it."""
         self._short, self._unconfirmed = 0, False
 
-    def lost(self, now: float) -> Backoff | None:
+    def lost(self, now: float) -> LongWait | None:
         """The broker closed the connection (we did not): a long wait, or None for the normal."""
         lasted = now - self._accepted_at
         if lasted >= self._calm_s:
-            self._short, self._unconfirmed, self._waits, self._reported = 0, False, 0, False
+            self._short, self._unconfirmed, self._reported = 0, False, False
+            self._waits.reset()
             return None
         if self._unconfirmed or lasted >= self._kick_s:
             self._short = 0  # the last short one's will never came back, or this one lasted
@@ -140,9 +140,7 @@ class TakeoverGuard:
             )
         elif not self._other:
             return None
-        step = min(self._max_wait_s, self._first_wait_s * 2.0 ** min(self._waits, 32))
-        self._waits += 1
-        return Backoff(step * self._rng.uniform(0.8, 1.2), report)
+        return LongWait(self._waits.next(), report)
 
     def _report(self, sign: str) -> str | None:
         if self._reported:
