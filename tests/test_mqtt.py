@@ -171,7 +171,6 @@ WILL_CHILD = textwrap.dedent(
     """
     import sys, time
     from satellite.config import MqttSettings
-from satellite.core.backoff import Backoff
     from satellite.mqtt.link import MqttLink
 
     port, topic = int(sys.argv[1]), sys.argv[2]

@@ -5,23 +5,28 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from satellite.config import MqttSettings
 from satellite.core.backoff import Backoff
-from satellite.errors import ConfigError, MqttError
-from satellite.mqtt.connect import connect_failure, tls_context
+from satellite.errors import MqttError
+from satellite.mqtt.connect import (
+    FailedAttempts,
+    apply_credentials,
+    apply_tls,
+    connect_failure,
+    new_client,
+)
 from satellite.mqtt.loop import NetworkLoop
 from satellite.mqtt.queue import Held, OfflineQueue, check_publish
-from satellite.mqtt.takeover import Origin, OwnStatus, TakeoverGuard
+from satellite.mqtt.takeover import OwnStatus, TakeoverWatch
 
 _log = logging.getLogger(__name__)
 
@@ -80,7 +85,6 @@ class MqttLink:
         self._address = f"{settings.host}:{settings.port}"
         self._client_id = client_id
         self._handle_message = on_message
-        self._own_status = own_status
         # Our status topic is where the will goes; read back only to know whose it is.
         self._status_topic = will[0] if will is not None and own_status is not None else None
         status = self._status_topic
@@ -103,13 +107,18 @@ class MqttLink:
         # Only touched on the network thread:
         self._session_up = False  # CONNACK received
         self._subscribe_mid: int | None = None
-        self._last_failure: str | None = None
-        self._failed_attempts = 0
-        self._guard = TakeoverGuard(rng=self._rng)
+        self._attempts = FailedAttempts(settings, logger)
+        self._takeover = TakeoverWatch(
+            client_id=client_id, own_status=own_status, rng=self._rng, log=logger
+        )
         self._prepared = False
         self._started = False
         self._closed = False
-        self._client = self._new_client(client_id, will)
+        self._client = new_client(client_id, will, _CONTROL_QOS)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
         backoff = Backoff(
             settings.reconnect_min_s, settings.reconnect_max_s, jitter=_JITTER, rng=self._rng
         )
@@ -121,31 +130,13 @@ class MqttLink:
             name=f"mqtt {client_id}",
         )
 
-    def _new_client(self, client_id: str, will: tuple[str, bytes] | None) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
-        if will is not None:
-            try:
-                client.will_set(will[0], will[1], qos=_CONTROL_QOS, retain=True)
-            except ValueError as exc:
-                raise MqttError(f"invalid last will on {will[0]!r}: {exc}") from exc
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
-
     # -- owner's side (any thread) -------------------------------------------------------
 
     def prepare(self) -> None:
         """Apply credentials and TLS: ConfigError if they are wrong. `start()` does it too."""
         if not self._prepared:
-            self._configure_credentials()
-            self._configure_tls()
+            apply_credentials(self._client, self._settings)
+            apply_tls(self._client, self._settings)
             self._prepared = True
 
     def start(self) -> None:
@@ -161,26 +152,6 @@ class MqttLink:
         self._network.start()
         self._started = True
         self._log.info("connecting to MQTT broker %s in the background", self._address)
-
-    def _configure_credentials(self) -> None:
-        password = self._settings.read_password()
-        username = self._settings.username
-        if username is None:
-            if password is not None:
-                raise ConfigError("mqtt.password_file is set but mqtt.username is not")
-            return
-        self._client.username_pw_set(username, password)
-
-    def _configure_tls(self) -> None:
-        if not self._settings.tls:
-            return
-        ca_file = self._settings.ca_file
-        try:
-            self._client.tls_set_context(tls_context(ca_file))
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            where = f"mqtt.ca_file {ca_file}" if ca_file else "the system CA certificates"
-            # A ConfigError, not an MqttError: it never heals, so the CLI exits 78.
-            raise ConfigError(f"cannot set up TLS with {where}: {exc}") from exc
 
     @property
     def connected(self) -> bool:
@@ -231,7 +202,7 @@ class MqttLink:
         """Publish and wait up to `timeout` s until written (QoS 0) or acknowledged (QoS 1).
 
         False when that did not happen in time; a QoS 1 message then stays queued.
-        Never call it from `on_message`: paho's thread would be waiting on itself.
+        Never call it from `on_message`: the network thread would be waiting on itself.
         """
         info = self._send(topic, payload, qos, retain)
         if info is None or info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -284,7 +255,7 @@ class MqttLink:
             self._queue.adopt(held)
 
     def close(self) -> None:
-        """Disconnect cleanly (so the broker does not send the will) and stop paho's thread."""
+        """Disconnect cleanly (so the broker does not send the will), stop the network thread."""
         with self._lock:
             if self._closed:
                 return
@@ -324,11 +295,9 @@ class MqttLink:
             client.disconnect()
             return
         self._session_up = True
-        self._guard.accepted(time.monotonic())
-        attempts = self._failed_attempts
-        retried = f" after {attempts} failed attempts" if attempts else ""
+        self._takeover.accepted()
+        retried = self._attempts.over()
         self._log.info("connected to MQTT broker %s (%s)%s", self._address, reason_code, retried)
-        self._failed_attempts, self._last_failure = 0, None
         self._network.accepted()
         if not self._subscriptions:
             self._become_ready()
@@ -394,54 +363,21 @@ class MqttLink:
             lost = reason_code.is_failure and not flags.is_disconnect_packet_from_server
             reason = f"connection lost: {reason_code}" if lost else str(reason_code)
             self._log.info("disconnected from MQTT broker %s (%s)", self._address, reason)
-            if not self._closed:
-                self._back_off_if_taken_over()
+            if not self._closed and (long_wait_s := self._takeover.lost()) is not None:
+                self._network.wait_long(long_wait_s)
         if was_ready:
             self._notify(False)
 
-    def _back_off_if_taken_over(self) -> None:
-        long_wait = self._guard.lost(time.monotonic())
-        if long_wait is None:
-            return
-        if long_wait.report is not None:
-            self._report_takeover(long_wait.report)
-        self._network.wait_long(long_wait.wait_s)
-        self._log.warning(
-            "MQTT client id %r is in use by another connection: reconnecting in %.0f s, not at "
-            "once, so as not to take it back every second (long wait %d)",
-            self._client_id,
-            long_wait.wait_s,
-            self._guard.waits,
-        )
-
-    def _report_takeover(self, sign: str) -> None:
-        advice = self._own_status.advice if self._own_status else "give each client its own id"
-        self._log.error(
-            "MQTT client id %r is in use by another connection (%s), so the broker keeps "
-            "closing one for the other: %s",
-            self._client_id,
-            sign,
-            advice,
-        )
-
     def _note_failure(self, reason: str) -> None:
-        # One line per outage (and per change of reason), never one per retry.
-        self._failed_attempts += 1
-        self._guard.failed()
-        if reason == self._last_failure:
-            return
-        self._last_failure = reason
-        self._log.warning(
-            "MQTT broker %s %s; retrying in the background (backoff %g-%g s, ±20 %% jitter)",
-            self._address,
-            reason,
-            self._settings.reconnect_min_s,
-            self._settings.reconnect_max_s,
-        )
+        self._attempts.failed(reason)
+        self._takeover.failed()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._status_topic is not None and message.topic == self._status_topic:
-            self._check_retained_status(message)
+            # Only the copy the broker hands over on subscribing (retain flag set) says who was
+            # here while we were away; live copies are our own births coming back.
+            if message.retain:
+                self._takeover.retained(message.topic, bytes(message.payload))
             return
         if self._handle_message is None:
             return
@@ -450,20 +386,8 @@ class MqttLink:
             topic = message.topic
             # The RETAIN flag is set only on a stored message sent because we subscribed.
             self._handle_message(topic, bytes(message.payload), bool(message.retain))
-        except Exception:  # an exception here would end paho's thread, and with it the link
+        except Exception:  # an exception here would cost the connection (see NetworkLoop)
             self._log.exception("on_message failed for a message on %r", topic)
-
-    def _check_retained_status(self, message: mqtt.MQTTMessage) -> None:
-        # Only the copy the broker hands over on subscribing (retain flag set) says who was
-        # here while we were away; live copies are our own births coming back.
-        if self._own_status is None or not message.retain or not message.payload:
-            return
-        origin = self._own_status.origin(bytes(message.payload))
-        if origin is not Origin.OURS:
-            self._log.debug("retained status on %s is %s", message.topic, origin.value)
-        sign = self._guard.retained(origin)
-        if sign is not None:
-            self._report_takeover(sign)
 
     def _notify(self, connected: bool) -> None:
         if self._handle_connection_change is None:

@@ -18,7 +18,8 @@ paho reports a plain lost connection. Two signs are reliable with 3.1.1 and mosq
   (without persistence) or fails the attempts made while it is down; only a persistent broker
   restarted every few seconds, and back each time before we retry, would look the same.
 
-On either sign the link logs one ERROR naming the client id and the fix, and waits 30 s before
+On either sign the link (through a TakeoverWatch) logs one ERROR naming the client id and the fix,
+and waits 30 s before
 reconnecting, doubling up to 10 min, instead of its normal backoff, so two such satellites swap
 the connection a few times an hour instead of every second. A connection that lasts 15 min ends
 the episode.
@@ -26,7 +27,9 @@ the episode.
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from dataclasses import dataclass
 from enum import Enum
 
@@ -147,3 +150,66 @@ class TakeoverGuard:
             return None
         self._reported = True
         return sign
+
+
+class TakeoverWatch:
+    """The link's side of a TakeoverGuard: feeds it, and logs what it finds (one ERROR)."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        own_status: OwnStatus | None,
+        rng: random.Random,
+        log: logging.Logger,
+    ) -> None:
+        self._client_id = client_id
+        self._own_status = own_status
+        self._guard = TakeoverGuard(rng=rng)
+        self._log = log
+
+    def accepted(self) -> None:
+        """The broker accepted a connection (CONNACK)."""
+        self._guard.accepted(time.monotonic())
+
+    def failed(self) -> None:
+        """A connection attempt failed."""
+        self._guard.failed()
+
+    def retained(self, topic: str, payload: bytes) -> None:
+        """The retained copy of our status topic, handed over on subscribing."""
+        if self._own_status is None or not payload:
+            return
+        origin = self._own_status.origin(payload)
+        if origin is not Origin.OURS:
+            self._log.debug("retained status on %s is %s", topic, origin.value)
+        sign = self._guard.retained(origin)
+        if sign is not None:
+            self._report(sign)
+
+    def lost(self) -> float | None:
+        """The broker closed our connection: seconds to wait before reconnecting, or None for
+        the link's normal backoff."""
+        long_wait = self._guard.lost(time.monotonic())
+        if long_wait is None:
+            return None
+        if long_wait.report is not None:
+            self._report(long_wait.report)
+        self._log.warning(
+            "MQTT client id %r is in use by another connection: reconnecting in %.0f s, not at "
+            "once, so as not to take it back every second (long wait %d)",
+            self._client_id,
+            long_wait.wait_s,
+            self._guard.waits,
+        )
+        return long_wait.wait_s
+
+    def _report(self, sign: str) -> None:
+        advice = self._own_status.advice if self._own_status else "give each client its own id"
+        self._log.error(
+            "MQTT client id %r is in use by another connection (%s), so the broker keeps "
+            "closing one for the other: %s",
+            self._client_id,
+            sign,
+            advice,
+        )
