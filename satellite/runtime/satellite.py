@@ -18,8 +18,9 @@ from satellite.core.frames import Frame
 from satellite.core.session import Event, Final, Listening, SessionMachine, WakeDetected
 from satellite.leds import build_indicator
 from satellite.leds.accessories import Accessories
-from satellite.mqtt.arbitration import Identity, Message, Outcome, WakeArbiter
+from satellite.mqtt.arbitration import Identity, Message, WakeArbiter
 from satellite.mqtt.contracts import StatusCounters, StatusMessage, WakeClaim, new_id, now_ms
+from satellite.mqtt.household import Outcome
 from satellite.mqtt.link import MqttLink
 from satellite.mqtt.outbound import Outbox
 from satellite.mqtt.takeover import OwnStatus
