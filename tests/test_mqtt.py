@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import queue
 import random
 import select
+import socket
 import subprocess
 import sys
 import textwrap
@@ -17,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from satellite.config import MqttSettings
+from satellite.core.backoff import Backoff
 from satellite.errors import ConfigError, MqttError
-from satellite.mqtt.link import MqttLink, reconnect_delay
+from satellite.mqtt.link import MqttLink
 from tests.support.broker import Broker, free_port
 from tests.support.mqtt_probe import Probe, Received
 
@@ -339,12 +343,53 @@ def test_set_birth_while_connected_publishes_now(broker: Broker) -> None:
     assert (message.payload, message.qos, message.retain) == (b"v2", 1, True)
 
 
-def test_reconnect_delay_doubles_from_min_to_max_with_20_percent_jitter() -> None:
-    rng = random.Random(7)
-    for failures, step in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (60, 5.0)]:
-        delays = [reconnect_delay(failures, 0.5, 5.0, rng) for _ in range(200)]
-        assert all(0.8 * step <= d <= 1.2 * step for d in delays), (failures, delays)
-        assert max(delays) - min(delays) > 0.2 * step, "no jitter"
+def knocks(server: socket.socket, count: int) -> list[float]:
+    """When each of `count` connections arrived; each is closed at once, before any CONNACK."""
+    times = []
+    server.settimeout(WAIT)
+    for _ in range(count):
+        conn, _ = server.accept()
+        times.append(time.monotonic())
+        conn.close()
+    return times
+
+
+def test_reconnect_waits_are_the_links_jittered_backoff_not_pauses_of_pahos_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A "broker" that accepts and hangs up: paho gets no CONNACK, each attempt is seen here.
+    figures = {"reconnect_min_s": 0.2, "reconnect_max_s": 0.8}
+    expected = Backoff(0.2, 0.8, jitter=0.2, rng=random.Random(11))
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        settings = settings_for("127.0.0.1", port, **figures)
+        with MqttLink(settings, client_id="sat-knock", rng=random.Random(11)) as link:
+            link.start()
+            times = knocks(server, 6)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    waits = [expected.next() for _ in gaps]
+    print("waits", [f"{w:.3f}" for w in waits], "gaps", [f"{g:.3f}" for g in gaps])
+    # paho's own timer would wait whole seconds (1, 2, 4, ...) and the same ones each time.
+    assert all(w - 0.01 <= g <= w + 0.25 for w, g in zip(waits, gaps, strict=True)), gaps
+    assert "Traceback" not in caplog.text
+
+
+def test_close_cuts_a_long_reconnect_wait_short_and_releases_thread_and_sockets(
+    broker: Broker,
+) -> None:
+    fds = len(os.listdir("/proc/self/fd"))
+    settings = settings_for(broker.host, broker.port, reconnect_min_s=30, reconnect_max_s=60)
+    link = MqttLink(settings, client_id="sat-release")
+    link.start()
+    assert link.wait_connected(WAIT)
+    broker.stop()  # lost: the next attempt is 30 s away
+    wait_until(lambda: not link.connected, WAIT, "the loss noticed")
+    began = time.monotonic()
+    link.close()
+    took = time.monotonic() - began
+    assert took < 2.0, f"close() waited {took:.1f} s for the reconnect wait"
+    assert not any(t.name == "mqtt sat-release" for t in threading.enumerate())
+    assert len(os.listdir("/proc/self/fd")) == fds, "a socket of the link is still open"
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

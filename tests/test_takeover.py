@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from satellite.mqtt.takeover import Backoff, Origin, OwnStatus, TakeoverGuard
+from satellite.mqtt.takeover import LongWait, Origin, OwnStatus, TakeoverGuard
 
 ME = "11111111-1111-4111-8111-111111111111"
 OTHER = "22222222-2222-4222-8222-222222222222"
@@ -21,7 +21,7 @@ def status(**fields: object) -> bytes:
     return json.dumps({"online": False, "satellite_id": "pi", **fields}).encode()
 
 
-def connection(g: TakeoverGuard, at: float, lasting: float, retained: Origin) -> Backoff | None:
+def connection(g: TakeoverGuard, at: float, lasting: float, retained: Origin) -> LongWait | None:
     """One connection accepted at `at` with `retained` handed over, closed `lasting` s later."""
     g.accepted(at)
     g.retained(retained)

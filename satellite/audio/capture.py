@@ -14,12 +14,14 @@ import numpy as np
 from satellite.audio.health import PaceCheck, alsa_refusal, native_stderr_silenced
 from satellite.audio.portaudio import InputDevice, import_pyaudio, list_inputs, pick_device
 from satellite.config import AudioSettings
+from satellite.core.backoff import Backoff
 from satellite.core.frames import FRAME_S, FRAME_SAMPLES, SAMPLE_RATE, Frame
 from satellite.errors import AudioError
 
 log = logging.getLogger(__name__)
 
-# A device that will not open, or stops, is retried after 0.5 s, doubling up to 30 s.
+# A device that will not open, or stops, is retried after 0.5 s, doubling up to 30 s (no
+# jitter: a local device, nobody else to stay out of step with).
 _RETRY_MIN_S = 0.5
 _RETRY_MAX_S = 30.0
 # While waiting to retry, `heartbeat` still advances this often: retrying is being alive.
@@ -157,12 +159,11 @@ class Capture:
     # --- the capture thread (and the caller's, for the first open) ---------------------------
 
     def _run(self) -> None:
-        delay = _RETRY_MIN_S
+        backoff = Backoff(_RETRY_MIN_S, _RETRY_MAX_S)
         try:
             while not self._stop.is_set():
                 if self._stream is None:
-                    self._wait(delay)
-                    delay = min(2 * delay, _RETRY_MAX_S)
+                    self._wait(backoff.next())
                     if not self._stop.is_set():
                         self._try_open()
                     continue
@@ -172,7 +173,7 @@ class Capture:
                     log.exception("microphone %r capture failed", self.settings.device)
                     self._fail(f"microphone {self.settings.device!r} capture failed: {exc!r}")
                 if self._fault is None:
-                    delay = _RETRY_MIN_S
+                    backoff.reset()
         finally:
             self._close_stream()
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from satellite.config import ButtonSettings, LedSettings
+from satellite.core.backoff import Backoff
 from satellite.errors import AccessoryError
 from satellite.leds import IDLE, LedAnimator, open_driver, resolve_button, resolve_leds
 from satellite.leds.button import MuteButton
@@ -52,8 +53,7 @@ class Accessories:
         self._on_press = on_press
         self._on_fault = on_fault
         self._pin_factory = pin_factory
-        self._retry_s = retry_s
-        self._rng = rng if rng is not None else random.Random()
+        self._backoff = Backoff(*retry_s, jitter=0.2, rng=rng)
         self._lock = threading.Lock()
         self._animator: LedAnimator | None = None
         self._button: MuteButton | None = None
@@ -105,17 +105,10 @@ class Accessories:
             animator.close()
 
     def _retry(self) -> None:
-        failures = 0
-        while not self._stop.wait(self._delay(failures)):
+        while not self._stop.wait(self._backoff.next()):
             if self._try_open():
                 log.info("LEDs and button open now")
                 return
-            failures += 1
-
-    def _delay(self, failures: int) -> float:
-        first, longest = self._retry_s
-        step = min(longest, first * 2.0 ** min(failures, 16))
-        return step * self._rng.uniform(0.8, 1.2)
 
     def _try_open(self) -> bool:
         """Open whatever is still closed; whether everything is open now."""

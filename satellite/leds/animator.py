@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from satellite.core.backoff import Backoff
 from satellite.leds.patterns import IDLE, PATTERNS, Pattern
 from satellite.leds.pixels import RGB
 
@@ -116,19 +117,19 @@ class LedAnimator:
             ) from None
 
     def _run(self) -> None:
-        retry_s = _RETRY_MIN_S
+        backoff = Backoff(_RETRY_MIN_S, _RETRY_MAX_S)
         while (job := self._next_job()) is not None:
             pattern, generation, started = job
             try:
                 pixels = pattern.render(time.monotonic() - started, self.driver.pixel_count)
                 self.driver.show(pixels)
             except Exception:
+                retry_s = backoff.next()
                 log.exception("LED driver failed; retrying in %.0f s", retry_s)
                 with self._cond:
                     self._cond.wait_for(lambda: self._closing, retry_s)
-                retry_s = min(retry_s * 2, _RETRY_MAX_S)
                 continue
-            retry_s = _RETRY_MIN_S
+            backoff.reset()
             with self._cond:
                 self._drawn = generation
                 self.frames += 1

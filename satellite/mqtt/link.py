@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from satellite.config import MqttSettings
-from satellite.errors import ConfigError, MqttError
-from satellite.mqtt.connect import connect_failure, tls_context
-from satellite.mqtt.takeover import Origin, OwnStatus, TakeoverGuard
+from satellite.core.backoff import Backoff
+from satellite.errors import MqttError
+from satellite.mqtt.connect import (
+    FailedAttempts,
+    apply_credentials,
+    apply_tls,
+    connect_failure,
+    new_client,
+)
+from satellite.mqtt.loop import NetworkLoop
+from satellite.mqtt.queue import Held, OfflineQueue, check_publish
+from satellite.mqtt.takeover import OwnStatus, TakeoverWatch
 
 _log = logging.getLogger(__name__)
 
@@ -30,35 +35,15 @@ ConnectionHandler = Callable[[bool], None]
 
 _CONTROL_QOS = 1  # subscriptions, birth and will: must survive a reconnect
 _JITTER = 0.2  # each reconnect wait is its exponential step times 1 ± this
-_MAX_PAYLOAD = 268_435_455  # the largest MQTT packet body
-_MAX_TOPIC = 65_535  # bytes of UTF-8
-
-
-def reconnect_delay(failures: int, min_s: float, max_s: float, rng: random.Random) -> float:
-    """Seconds to wait after `failures` failed attempts: min_s doubled each time up to max_s, ±20 %.
-
-    The jitter keeps satellites that lost the same broker from all knocking at the same instant.
-    """
-    step = min(max_s, min_s * 2.0 ** min(failures, 32))
-    return step * rng.uniform(1 - _JITTER, 1 + _JITTER)
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    """A QoS >= 1 publish waiting in the offline queue."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
 
 
 class MqttLink:
     """A broker connection that survives outages: publish, subscribe, birth and last will.
 
-    paho runs every callback of this class (`_on_*`) on its own network thread, and so it
-    calls the owner's `on_message` and `on_connection_change` there: the owner must only
-    hand the work over to its own thread (through its queue) and return quickly.
+    paho runs every callback of this class (`_on_*`) on the link's network thread (a
+    NetworkLoop), and so it calls the owner's `on_message` and `on_connection_change` there:
+    the owner must only hand the work over to its own thread (through its queue) and return
+    quickly.
 
     While the link is not ready (no CONNACK and SUBACK yet on the current connection), a
     publish never reaches paho: QoS >= 1 messages wait in order in our own offline queue of
@@ -73,9 +58,10 @@ class MqttLink:
     Delivery is at-least-once: a message the broker received but whose PUBACK was lost is
     resent and arrives twice, with the same payload (consumers de-duplicate on `message_id`).
 
-    paho's own reconnect backoff has no jitter, but `reconnect_delay_set()` also restarts its
-    doubling: before each wait (in `on_disconnect` / `on_connect_fail`) we set both bounds to
-    the next `reconnect_delay()`, so paho's thread sleeps exactly our jittered step.
+    Reconnecting is ours, not paho's: the network thread tries at once, then after each failed
+    attempt or lost connection waits `reconnect_min_s` doubled per failure up to
+    `reconnect_max_s`, ±20 % (so satellites that lost the same broker do not knock at the same
+    instant), back to the shortest once the broker accepts a connection.
 
     With `own_status`, the link also reads back the retained will topic (our status) on every
     connect, and a `TakeoverGuard` tells another connection using our client id from ordinary
@@ -99,7 +85,6 @@ class MqttLink:
         self._address = f"{settings.host}:{settings.port}"
         self._client_id = client_id
         self._handle_message = on_message
-        self._own_status = own_status
         # Our status topic is where the will goes; read back only to know whose it is.
         self._status_topic = will[0] if will is not None and own_status is not None else None
         status = self._status_topic
@@ -112,59 +97,46 @@ class MqttLink:
         self._handle_connection_change = on_connection_change
         self._log = logger
         self._rng = rng if rng is not None else random.Random()
-        # _lock guards the births, the offline queue, the counters and _online, and is held
+        # _lock guards the births, the offline queue (and its counters) and _online, and is held
         # while handing a message to paho, so that hand-overs keep the order of publish calls.
         self._lock = threading.Lock()
         self._births: dict[str, bytes] = {}
-        self._held: deque[Held] = deque()
+        self._queue = OfflineQueue(settings.offline_queue, logger)
         self._online = False  # hand publishes to paho (else hold them); set after the flush
-        self._dropped_qos0 = 0
-        self._dropped_offline = 0
-        self._outage_drops = (0, 0)  # the two counters when the link went offline
         self._ready = threading.Event()  # CONNACK and SUBACK received, queue handed over
-        # Only touched on paho's thread:
+        # Only touched on the network thread:
         self._session_up = False  # CONNACK received
         self._subscribe_mid: int | None = None
-        self._last_failure: str | None = None
-        self._failed_attempts = 0
-        self._backoff_step = 0  # reconnect waits since the last accepted connection
-        self._guard = TakeoverGuard(rng=self._rng)
+        self._attempts = FailedAttempts(settings, logger)
+        self._takeover = TakeoverWatch(
+            client_id=client_id, own_status=own_status, rng=self._rng, log=logger
+        )
         self._prepared = False
         self._started = False
         self._closed = False
-        self._client = self._new_client(client_id, will)
-
-    def _new_client(self, client_id: str, will: tuple[str, bytes] | None) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
+        self._client = new_client(client_id, will, _CONTROL_QOS)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        backoff = Backoff(
+            settings.reconnect_min_s, settings.reconnect_max_s, jitter=_JITTER, rng=self._rng
         )
-        if will is not None:
-            try:
-                client.will_set(will[0], will[1], qos=_CONTROL_QOS, retain=True)
-            except ValueError as exc:
-                raise MqttError(f"invalid last will on {will[0]!r}: {exc}") from exc
-        # Only until our first callback: every later wait is set by _set_next_wait.
-        client.reconnect_delay_set(
-            self._settings.reconnect_min_s,  # type: ignore[arg-type]  # floats work
-            self._settings.reconnect_max_s,  # type: ignore[arg-type]
+        self._network = NetworkLoop(
+            self._client,
+            backoff,
+            on_failure=self._on_connect_fail,
+            log=logger,
+            name=f"mqtt {client_id}",
         )
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
 
     # -- owner's side (any thread) -------------------------------------------------------
 
     def prepare(self) -> None:
         """Apply credentials and TLS: ConfigError if they are wrong. `start()` does it too."""
         if not self._prepared:
-            self._configure_credentials()
-            self._configure_tls()
+            apply_credentials(self._client, self._settings)
+            apply_tls(self._client, self._settings)
             self._prepared = True
 
     def start(self) -> None:
@@ -175,30 +147,11 @@ class MqttLink:
             return
         self.prepare()
         settings = self._settings
+        # Only where to connect: the network thread connects, at once and after each wait.
         self._client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_s)
-        self._client.loop_start()
+        self._network.start()
         self._started = True
         self._log.info("connecting to MQTT broker %s in the background", self._address)
-
-    def _configure_credentials(self) -> None:
-        password = self._settings.read_password()
-        username = self._settings.username
-        if username is None:
-            if password is not None:
-                raise ConfigError("mqtt.password_file is set but mqtt.username is not")
-            return
-        self._client.username_pw_set(username, password)
-
-    def _configure_tls(self) -> None:
-        if not self._settings.tls:
-            return
-        ca_file = self._settings.ca_file
-        try:
-            self._client.tls_set_context(tls_context(ca_file))
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            where = f"mqtt.ca_file {ca_file}" if ca_file else "the system CA certificates"
-            # A ConfigError, not an MqttError: it never heals, so the CLI exits 78.
-            raise ConfigError(f"cannot set up TLS with {where}: {exc}") from exc
 
     @property
     def connected(self) -> bool:
@@ -209,19 +162,19 @@ class MqttLink:
     def queued(self) -> int:
         """QoS >= 1 messages waiting in the offline queue now."""
         with self._lock:
-            return len(self._held)
+            return len(self._queue)
 
     @property
     def dropped_qos0(self) -> int:
         """QoS 0 messages (interims) dropped because the link was not connected."""
         with self._lock:
-            return self._dropped_qos0
+            return self._queue.dropped_qos0
 
     @property
     def dropped_offline(self) -> int:
         """QoS >= 1 messages dropped (oldest first) because the offline queue was full."""
         with self._lock:
-            return self._dropped_offline
+            return self._queue.dropped_offline
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for `connected`; whether it became true."""
@@ -233,7 +186,7 @@ class MqttLink:
         Calling it again for the same topic replaces the payload a reconnect re-publishes.
         While offline it is only remembered: the reconnect sends the latest payload once.
         """
-        _check_publish(topic, payload, _CONTROL_QOS)
+        check_publish(topic, payload, _CONTROL_QOS)
         with self._lock:
             self._births[topic] = payload
             if self._online:
@@ -249,7 +202,7 @@ class MqttLink:
         """Publish and wait up to `timeout` s until written (QoS 0) or acknowledged (QoS 1).
 
         False when that did not happen in time; a QoS 1 message then stays queued.
-        Never call it from `on_message`: paho's thread would be waiting on itself.
+        Never call it from `on_message`: the network thread would be waiting on itself.
         """
         info = self._send(topic, payload, qos, retain)
         if info is None or info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -264,35 +217,20 @@ class MqttLink:
         self, topic: str, payload: bytes, qos: int, retain: bool
     ) -> mqtt.MQTTMessageInfo | None:
         """Hand over to paho when online (its info), else hold or drop the message (None)."""
-        _check_publish(topic, payload, qos)
+        check_publish(topic, payload, qos)
         with self._lock:
             if not self._online:
-                self._hold(Held(topic, payload, qos, retain))
+                self._queue.hold(Held(topic, payload, qos, retain))
                 return None
             info = self._hand_over(topic, payload, qos, retain)
             if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
-                self._dropped_qos0 += 1  # the socket died before paho told us
+                self._queue.dropped_qos0 += 1  # the socket died before paho told us
             return info
-
-    def _hold(self, message: Held) -> None:
-        # Called with _lock held.
-        if message.qos == 0:
-            self._dropped_qos0 += 1
-            return
-        if len(self._held) >= self._settings.offline_queue:
-            self._held.popleft()
-            self._dropped_offline += 1
-            if self._dropped_offline == self._outage_drops[1] + 1:  # once per outage
-                self._log.warning(
-                    "MQTT offline queue full (%d messages): dropping the oldest",
-                    self._settings.offline_queue,
-                )
-        self._held.append(message)
 
     def _hand_over(
         self, topic: str, payload: bytes, qos: int, retain: bool
     ) -> mqtt.MQTTMessageInfo:
-        # Called with _lock held; _check_publish already ran, so paho has nothing to refuse.
+        # Called with _lock held; check_publish already ran, so paho has nothing to refuse.
         try:
             return self._client.publish(topic, payload, qos=qos, retain=retain)
         except ValueError as exc:
@@ -302,9 +240,7 @@ class MqttLink:
         """Remove and return the messages waiting in the offline queue, oldest first (for the
         link that replaces this one on a reload: see `adopt`)."""
         with self._lock:
-            held = list(self._held)
-            self._held.clear()
-            return held
+            return self._queue.take()
 
     def adopt(self, held: Sequence[Held]) -> None:
         """Queue messages taken from the link this one replaces, ahead of any queued here.
@@ -316,15 +252,10 @@ class MqttLink:
                 for message in held:
                     self._hand_over(message.topic, message.payload, message.qos, message.retain)
                 return
-            merged = [*held, *self._held]
-            excess = max(0, len(merged) - self._settings.offline_queue)
-            if excess:
-                self._dropped_offline += excess
-                self._log.warning("MQTT offline queue full: dropped the %d oldest", excess)
-            self._held = deque(merged[excess:])
+            self._queue.adopt(held)
 
     def close(self) -> None:
-        """Disconnect cleanly (so the broker does not send the will) and stop paho's thread."""
+        """Disconnect cleanly (so the broker does not send the will), stop the network thread."""
         with self._lock:
             if self._closed:
                 return
@@ -332,15 +263,7 @@ class MqttLink:
             self._online = False  # later publishes are held, never handed to a stopped paho
         if not self._started:
             return
-        self._client.disconnect()
-        self._client.loop_stop()
-        if self._client.socket() is not None:
-            # A reconnect raced with disconnect(): end that session cleanly too.
-            self._client.disconnect()
-        # paho closes its wake-up socket pair only in __del__, which the reference cycle with
-        # our callbacks delays until the garbage collector runs: a reload that replaces the
-        # link would hold two more descriptors until then.
-        self._client._reset_sockets()
+        self._network.stop()
         self._ready.clear()
         self._log.info("MQTT link to %s closed", self._address)
 
@@ -355,7 +278,7 @@ class MqttLink:
     ) -> None:
         self.close()
 
-    # -- paho's network thread -----------------------------------------------------------
+    # -- the network thread (paho's callbacks) -----------------------------------------
 
     def _on_connect(
         self,
@@ -372,11 +295,10 @@ class MqttLink:
             client.disconnect()
             return
         self._session_up = True
-        self._guard.accepted(time.monotonic())
-        attempts = self._failed_attempts
-        retried = f" after {attempts} failed attempts" if attempts else ""
+        self._takeover.accepted()
+        retried = self._attempts.over()
         self._log.info("connected to MQTT broker %s (%s)%s", self._address, reason_code, retried)
-        self._failed_attempts, self._last_failure, self._backoff_step = 0, None, 0
+        self._network.accepted()
         if not self._subscriptions:
             self._become_ready()
             return
@@ -403,16 +325,14 @@ class MqttLink:
         with self._lock:
             if self._closed:
                 return
-            held = list(self._held)
-            self._held.clear()
+            held = self._queue.take()
             for message in held:
                 self._hand_over(message.topic, message.payload, message.qos, message.retain)
             for topic, payload in self._births.items():
                 self._hand_over(topic, payload, _CONTROL_QOS, True)
             self._online = True
             self._ready.set()
-            interims = self._dropped_qos0 - self._outage_drops[0]
-            evicted = self._dropped_offline - self._outage_drops[1]
+            interims, evicted = self._queue.outage_drops()
         if held or interims or evicted:
             self._log.info(
                 "sent %d messages queued while offline (dropped: %d interims, %d oldest queued)",
@@ -422,20 +342,8 @@ class MqttLink:
             )
         self._notify(True)
 
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        # paho passes no reason, but calls this inside its `except OSError:` around the
-        # connect, so the exception being handled is the reason (None if that ever changes).
-        self._note_failure(connect_failure(sys.exc_info()[1], self._settings))
-        self._set_next_wait(client)
-
-    def _set_next_wait(self, client: mqtt.Client) -> None:
-        # paho sleeps min_delay next (reconnect_delay_set restarts its doubling): our step.
-        settings = self._settings
-        delay = reconnect_delay(
-            self._backoff_step, settings.reconnect_min_s, settings.reconnect_max_s, self._rng
-        )
-        self._backoff_step += 1
-        client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]  # floats work
+    def _on_connect_fail(self, exc: OSError) -> None:
+        self._note_failure(connect_failure(exc, self._settings))
 
     def _on_disconnect(
         self,
@@ -449,61 +357,27 @@ class MqttLink:
             was_ready, self._online = self._online, False
             self._ready.clear()
             if was_ready:
-                self._outage_drops = (self._dropped_qos0, self._dropped_offline)
-        self._set_next_wait(client)
+                self._queue.outage_began()
         if self._session_up:
             self._session_up = False
             lost = reason_code.is_failure and not flags.is_disconnect_packet_from_server
             reason = f"connection lost: {reason_code}" if lost else str(reason_code)
             self._log.info("disconnected from MQTT broker %s (%s)", self._address, reason)
-            if not self._closed:
-                self._back_off_if_taken_over(client)
+            if not self._closed and (long_wait_s := self._takeover.lost()) is not None:
+                self._network.wait_long(long_wait_s)
         if was_ready:
             self._notify(False)
 
-    def _back_off_if_taken_over(self, client: mqtt.Client) -> None:
-        backoff = self._guard.lost(time.monotonic())
-        if backoff is None:
-            return
-        if backoff.report is not None:
-            self._report_takeover(backoff.report)
-        client.reconnect_delay_set(backoff.wait_s, backoff.wait_s)  # type: ignore[arg-type]
-        self._log.warning(
-            "MQTT client id %r is in use by another connection: reconnecting in %.0f s, not at "
-            "once, so as not to take it back every second (long wait %d)",
-            self._client_id,
-            backoff.wait_s,
-            self._guard.waits,
-        )
-
-    def _report_takeover(self, sign: str) -> None:
-        advice = self._own_status.advice if self._own_status else "give each client its own id"
-        self._log.error(
-            "MQTT client id %r is in use by another connection (%s), so the broker keeps "
-            "closing one for the other: %s",
-            self._client_id,
-            sign,
-            advice,
-        )
-
     def _note_failure(self, reason: str) -> None:
-        # One line per outage (and per change of reason), never one per retry.
-        self._failed_attempts += 1
-        self._guard.failed()
-        if reason == self._last_failure:
-            return
-        self._last_failure = reason
-        self._log.warning(
-            "MQTT broker %s %s; retrying in the background (backoff %g-%g s, ±20 %% jitter)",
-            self._address,
-            reason,
-            self._settings.reconnect_min_s,
-            self._settings.reconnect_max_s,
-        )
+        self._attempts.failed(reason)
+        self._takeover.failed()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._status_topic is not None and message.topic == self._status_topic:
-            self._check_retained_status(message)
+            # Only the copy the broker hands over on subscribing (retain flag set) says who was
+            # here while we were away; live copies are our own births coming back.
+            if message.retain:
+                self._takeover.retained(message.topic, bytes(message.payload))
             return
         if self._handle_message is None:
             return
@@ -512,20 +386,8 @@ class MqttLink:
             topic = message.topic
             # The RETAIN flag is set only on a stored message sent because we subscribed.
             self._handle_message(topic, bytes(message.payload), bool(message.retain))
-        except Exception:  # an exception here would end paho's thread, and with it the link
+        except Exception:  # an exception here would cost the connection (see NetworkLoop)
             self._log.exception("on_message failed for a message on %r", topic)
-
-    def _check_retained_status(self, message: mqtt.MQTTMessage) -> None:
-        # Only the copy the broker hands over on subscribing (retain flag set) says who was
-        # here while we were away; live copies are our own births coming back.
-        if self._own_status is None or not message.retain or not message.payload:
-            return
-        origin = self._own_status.origin(bytes(message.payload))
-        if origin is not Origin.OURS:
-            self._log.debug("retained status on %s is %s", message.topic, origin.value)
-        sign = self._guard.retained(origin)
-        if sign is not None:
-            self._report_takeover(sign)
 
     def _notify(self, connected: bool) -> None:
         if self._handle_connection_change is None:
@@ -534,22 +396,3 @@ class MqttLink:
             self._handle_connection_change(connected)
         except Exception:
             self._log.exception("on_connection_change(%s) failed", connected)
-
-
-def _check_publish(topic: str, payload: bytes, qos: int) -> None:
-    """What paho would refuse, checked before a message is queued for later."""
-    try:
-        topic_bytes = len(topic.encode("utf-8"))
-    except UnicodeEncodeError:  # lone surrogates
-        topic_bytes = _MAX_TOPIC + 1
-    problem = None
-    if not topic or "+" in topic or "#" in topic:
-        problem = "not a publish topic (empty or with a wildcard)"
-    elif topic_bytes > _MAX_TOPIC:
-        problem = f"topic not UTF-8 or longer than {_MAX_TOPIC} bytes"
-    elif qos not in (0, 1, 2):
-        problem = f"invalid QoS {qos}"
-    elif len(payload) > _MAX_PAYLOAD:
-        problem = f"payload of {len(payload)} bytes is over the MQTT limit"
-    if problem is not None:
-        raise MqttError(f"cannot publish to {topic!r}: {problem}")

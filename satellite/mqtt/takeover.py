@@ -18,7 +18,8 @@ paho reports a plain lost connection. Two signs are reliable with 3.1.1 and mosq
   (without persistence) or fails the attempts made while it is down; only a persistent broker
   restarted every few seconds, and back each time before we retry, would look the same.
 
-On either sign the link logs one ERROR naming the client id and the fix, and waits 30 s before
+On either sign the link (through a TakeoverWatch) logs one ERROR naming the client id and the fix,
+and waits 30 s before
 reconnecting, doubling up to 10 min, instead of its normal backoff, so two such satellites swap
 the connection a few times an hour instead of every second. A connection that lasts 15 min ends
 the episode.
@@ -26,12 +27,15 @@ the episode.
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from dataclasses import dataclass
 from enum import Enum
 
 from pydantic import ValidationError
 
+from satellite.core.backoff import Backoff
 from satellite.mqtt.contracts import RetainedStatus
 
 
@@ -63,7 +67,7 @@ class OwnStatus:
 
 
 @dataclass(frozen=True)
-class Backoff:
+class LongWait:
     """A long reconnect wait, and the sign to report (ERROR) when it starts an episode."""
 
     wait_s: float
@@ -86,24 +90,22 @@ class TakeoverGuard:
         max_wait_s: float = 600.0,
         calm_s: float = 900.0,
     ) -> None:
-        self._rng = rng
         self._kick_s = kick_s
         self._streak = streak
-        self._first_wait_s = first_wait_s
-        self._max_wait_s = max_wait_s
+        # Its failures are the long waits of this episode (0: no episode).
+        self._waits = Backoff(first_wait_s, max_wait_s, jitter=0.2, rng=rng)
         self._calm_s = calm_s
         self._connections = 0
         self._accepted_at = 0.0
         self._other = False  # another process's status was retained when this connection began
         self._unconfirmed = False  # the last connection was short; our will would confirm a kick
         self._short = 0  # kicks in a row: short connections whose end published our will
-        self._waits = 0  # long waits in this episode (0: no episode)
         self._reported = False
 
     @property
     def waits(self) -> int:
         """Long waits so far in the current episode."""
-        return self._waits
+        return self._waits.failures
 
     def accepted(self, now: float) -> None:
         """The broker accepted a connection (CONNACK)."""
@@ -123,11 +125,12 @@ class TakeoverGuard:
         """A connection attempt failed: the broker was away, so no streak runs through it."""
         self._short, self._unconfirmed = 0, False
 
-    def lost(self, now: float) -> Backoff | None:
+    def lost(self, now: float) -> LongWait | None:
         """The broker closed the connection (we did not): a long wait, or None for the normal."""
         lasted = now - self._accepted_at
         if lasted >= self._calm_s:
-            self._short, self._unconfirmed, self._waits, self._reported = 0, False, 0, False
+            self._short, self._unconfirmed, self._reported = 0, False, False
+            self._waits.reset()
             return None
         if self._unconfirmed or lasted >= self._kick_s:
             self._short = 0  # the last short one's will never came back, or this one lasted
@@ -140,12 +143,73 @@ class TakeoverGuard:
             )
         elif not self._other:
             return None
-        step = min(self._max_wait_s, self._first_wait_s * 2.0 ** min(self._waits, 32))
-        self._waits += 1
-        return Backoff(step * self._rng.uniform(0.8, 1.2), report)
+        return LongWait(self._waits.next(), report)
 
     def _report(self, sign: str) -> str | None:
         if self._reported:
             return None
         self._reported = True
         return sign
+
+
+class TakeoverWatch:
+    """The link's side of a TakeoverGuard: feeds it, and logs what it finds (one ERROR)."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        own_status: OwnStatus | None,
+        rng: random.Random,
+        log: logging.Logger,
+    ) -> None:
+        self._client_id = client_id
+        self._own_status = own_status
+        self._guard = TakeoverGuard(rng=rng)
+        self._log = log
+
+    def accepted(self) -> None:
+        """The broker accepted a connection (CONNACK)."""
+        self._guard.accepted(time.monotonic())
+
+    def failed(self) -> None:
+        """A connection attempt failed."""
+        self._guard.failed()
+
+    def retained(self, topic: str, payload: bytes) -> None:
+        """The retained copy of our status topic, handed over on subscribing."""
+        if self._own_status is None or not payload:
+            return
+        origin = self._own_status.origin(payload)
+        if origin is not Origin.OURS:
+            self._log.debug("retained status on %s is %s", topic, origin.value)
+        sign = self._guard.retained(origin)
+        if sign is not None:
+            self._report(sign)
+
+    def lost(self) -> float | None:
+        """The broker closed our connection: seconds to wait before reconnecting, or None for
+        the link's normal backoff."""
+        long_wait = self._guard.lost(time.monotonic())
+        if long_wait is None:
+            return None
+        if long_wait.report is not None:
+            self._report(long_wait.report)
+        self._log.warning(
+            "MQTT client id %r is in use by another connection: reconnecting in %.0f s, not at "
+            "once, so as not to take it back every second (long wait %d)",
+            self._client_id,
+            long_wait.wait_s,
+            self._guard.waits,
+        )
+        return long_wait.wait_s
+
+    def _report(self, sign: str) -> None:
+        advice = self._own_status.advice if self._own_status else "give each client its own id"
+        self._log.error(
+            "MQTT client id %r is in use by another connection (%s), so the broker keeps "
+            "closing one for the other: %s",
+            self._client_id,
+            sign,
+            advice,
+        )

@@ -20,8 +20,9 @@ from satellite.core.requests import Abandon, SessionRequest, SetFault
 from satellite.core.session import Event, Final, Listening, SessionMachine, WakeDetected
 from satellite.leds import build_indicator
 from satellite.leds.accessories import Accessories
-from satellite.mqtt.arbitration import Identity, Message, Outcome, WakeArbiter
+from satellite.mqtt.arbitration import Identity, Message, WakeArbiter
 from satellite.mqtt.contracts import StatusCounters, StatusMessage
+from satellite.mqtt.household import Outcome
 from satellite.mqtt.link import MqttLink
 from satellite.mqtt.outbound import Outbox, build_outbox
 from satellite.mqtt.takeover import OwnStatus
