@@ -374,6 +374,7 @@ def test_reconnect_waits_are_the_links_jittered_backoff_not_pauses_of_pahos_own(
     assert "Traceback" not in caplog.text
 
 
+@pytest.mark.integration
 def test_close_cuts_a_long_reconnect_wait_short_and_releases_thread_and_sockets(
     broker: Broker,
 ) -> None:
