@@ -12,7 +12,7 @@ import pytest
 
 from satellite.audio.capture import Capture
 from satellite.audio.frame_source import FAILURE_LOG_S, FrameProcessor, FrameSource
-from satellite.config import AudioSettings
+from satellite.config import AudioSettings, Settings
 from satellite.core.frames import FRAME_S, FRAME_SAMPLES, Frame
 from satellite.core.session import (
     Detection,
@@ -23,6 +23,7 @@ from satellite.core.session import (
     SttUpdate,
     Transcript,
 )
+from satellite.runtime.engines import session_timing
 from satellite.runtime.pipeline import Pipeline
 from tests.test_audio import FakeMic
 
@@ -55,7 +56,8 @@ class NoTranscriber:
 
 def broken_machine() -> tuple[SessionMachine, BrokenDetector]:
     detector = BrokenDetector()
-    return SessionMachine(detector=detector, transcriber=NoTranscriber()), detector
+    timing = session_timing(Settings(room_id="salon"))
+    return SessionMachine(detector=detector, transcriber=NoTranscriber(), timing=timing), detector
 
 
 def faults(events: list[Event]) -> list[str | None]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from satellite import __version__
 from satellite.config import Settings
 from satellite.core.ids import SatelliteState, new_id, now_ms
 from satellite.mqtt.contracts import StatusCounters, StatusMessage
@@ -56,6 +55,7 @@ class HealthCounts(Protocol):
 class Instance:
     """This process on the broker: the same in every status and in the will, across reloads."""
 
+    version: str  # the satellite package's
     instance_id: str = field(default_factory=new_id)
     since_ms: int = field(default_factory=now_ms)
 
@@ -80,7 +80,7 @@ def will_payload(settings: Settings, instance: Instance) -> bytes:
         satellite_id=settings.satellite_id,
         instance_id=instance.instance_id,
         since=instance.since_ms,
-        version=__version__,
+        version=instance.version,
     ).to_json()
 
 
@@ -102,7 +102,7 @@ def status_payload(
         instance_id=instance.instance_id,
         since=instance.since_ms,
         timestamp=now_ms(),
-        version=__version__,
+        version=instance.version,
         group=settings.arbitration.group if settings.arbitration.enabled else None,
         state=None if shown is None else shown.state,
         muted=None if shown is None else shown.muted,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from satellite import __version__
 from satellite.audio.capture import Capture
 from satellite.config import Settings
 from satellite.core.ids import now_ms
@@ -39,7 +40,7 @@ from satellite.runtime.systemd import Liveness, StatusLine
 log = logging.getLogger(__name__)
 
 # This process on the broker: the same in every status and in the will, across reloads.
-INSTANCE = Instance()
+INSTANCE = Instance(__version__)
 
 EngineLoader = Callable[[Settings], Engines]
 
