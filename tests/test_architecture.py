@@ -46,10 +46,10 @@ CORE_LIBRARIES = {"numpy", "pydantic"}
 MQTT_ONLY = ("paho", "satellite.mqtt.topics", "satellite.mqtt.contracts")
 TOPICS_MODULE = PACKAGE / "mqtt" / "topics.py"
 
-# Imports being removed by work merged in parallel: runtime/satellite.py builds the status
-# payload (StatusMessage) until it moves to satellite/mqtt/status.py. Each entry must still
-# exist (test_pending_exceptions_are_still_needed): once the import is gone, delete its entry.
-PENDING: set[tuple[str, str]] = {("satellite.runtime.satellite", "satellite.mqtt.contracts")}
+# Imports being removed by work merged in parallel (none now: the status payload moved to
+# satellite/mqtt/status.py). Each entry must still exist (test_pending_exceptions_are_still_
+# needed): once the import is gone, delete its entry.
+PENDING: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from satellite.commands.listen import ListenView, _keys_not_echoed, frame_level
+from satellite.commands.listen import _keys_not_echoed
+from satellite.commands.listen_view import ListenView, frame_level
 from satellite.core.session import (
     EndReason,
     Event,

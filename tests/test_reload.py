@@ -6,16 +6,26 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from gpiozero import LED, GPIOPinInUse
+from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from satellite.config import Settings
-from satellite.errors import SatelliteError
-from satellite.runtime.reload import ReloadPlan
+from satellite.audio.capture import Capture
+from satellite.config import AudioSettings, ButtonSettings, LedSettings, MqttSettings, Settings
+from satellite.errors import ConfigError, MqttError, SatelliteError
+from satellite.leds.accessories import Accessories
+from satellite.mqtt.link import MqttLink
+from satellite.runtime.engines import Engines, engine_key
+from satellite.runtime.reload import ReloadPlan, Replacement
 from satellite.runtime.reload_record import ReloadRecord, request_reload
+from satellite.runtime.satellite import Satellite
+from tests.test_audio import FakeMic
 
 
 def settings(**changes: Any) -> Settings:
@@ -119,3 +129,76 @@ def test_request_reload_names_a_process_that_is_gone(tmp_path: Path) -> None:
     gone.wait(5)
     with pytest.raises(SatelliteError, match=f"cannot signal the satellite \\(pid {gone.pid}\\)"):
         request_reload(gone.pid, tmp_path / "reload", timeout=1.0)
+
+
+class QuietWake:
+    """Stands in for the wake models in the fast reload tests: hears nothing."""
+
+    def __init__(self) -> None:
+        self.threshold, self.patience = 0.5, 1
+        self.scores: dict[str, float] = {}
+
+    def process(self, frame: Any) -> None:
+        return None
+
+    def reset(self) -> None: ...
+
+
+def fake_engines(loaded: list[Settings]) -> Callable[[Settings], Engines]:
+    def load(settings: Settings) -> Engines:
+        loaded.append(settings)
+        return Engines(engine_key(settings), cast(Any, QuietWake()), cast(Any, None))
+
+    return load
+
+
+def test_a_reload_that_cannot_apply_changes_nothing_and_starts_nothing(tmp_path: Path) -> None:
+    loaded: list[Settings] = []
+    old = settings(state_dir=str(tmp_path), mqtt={"host": "127.0.0.1", "port": 1})
+    satellite = Satellite(old, pin_factory=MockFactory(), load=fake_engines(loaded))
+    try:
+        running = (satellite.link, satellite.accessories, satellite.capture, satellite.machine)
+        threads = set(threading.enumerate())
+        new = settings(
+            state_dir=str(tmp_path),
+            wake={"models": ["alexa"]},
+            leds={"brightness": 0.25},
+            audio={"device": "hw:1"},
+            mqtt={"host": "127.0.0.1", "port": 2, "username": "u", "password_file": "/nowhere"},
+        )
+        with pytest.raises(ConfigError, match="password_file"):
+            satellite.reload(new)
+        assert len(loaded) == 2  # the new models were loaded, then dropped
+        assert satellite.settings is old
+        assert (satellite.link, satellite.accessories, satellite.capture, satellite.machine) == (
+            running
+        )
+        assert set(threading.enumerate()) == threads  # no part of the new settings started
+    finally:
+        satellite.close()
+
+
+def test_a_failed_reload_closes_the_parts_the_satellite_did_not_take() -> None:
+    factory = MockFactory(pin_class=MockPWMPin)
+    leds = LedSettings(driver="single", pins=[17])
+    accessories = Accessories(
+        leds, ButtonSettings(enabled=False), on_press=lambda: None, on_fault=lambda _: None,
+        pin_factory=factory,
+    )  # fmt: skip
+    mic = FakeMic()
+    capture = Capture(AudioSettings(device="fake"), pyaudio_module=mic, clock=mic.clock)
+    link = MqttLink(MqttSettings(host="127.0.0.1", port=1), client_id="new")
+    parts = Replacement(Engines((), cast(Any, None), cast(Any, None)), link, accessories, capture)
+    accessories.start()
+    capture.open()
+    assert accessories.fault is None
+    try:
+        parts.close(keep=[accessories])  # the satellite took the accessories in, not the rest
+        assert mic.closed.wait(5.0), "the new microphone was left open"
+        with pytest.raises(MqttError, match="closed"):
+            link.start()
+        with pytest.raises(GPIOPinInUse):  # the accessories taken in keep their pin
+            LED(17, pin_factory=factory)
+    finally:
+        accessories.close()
+        capture.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 # look back), the same every time. The buffers are openwakeword 0.6.0's (pinned).
 QUIET_S = 3.0
 QUIET_STD = 30.0  # the room tone's standard deviation (int16 units): a quiet room
+# Observes the scores of every frame a detector scores, by wake word, on the thread that runs
+# it: how `satellite listen` shows them, without reaching into the session machine.
+ScoreTap = Callable[[Mapping[str, float]], None]
+
 _STREAM_STATE = (
     "raw_data_buffer",
     "melspectrogram_buffer",
@@ -37,6 +41,7 @@ class OwwDetector:
     """Scores each 80 ms frame with every configured wake model; reports threshold crossings.
 
     A model detects when its score is at or above `threshold` on `patience` frames in a row.
+    `on_scores` taps the scores of each frame scored.
     """
 
     def __init__(
@@ -48,10 +53,12 @@ class OwwDetector:
         threshold: float,
         patience: int,
         noise_suppression: bool,
+        on_scores: ScoreTap | None = None,
     ) -> None:
         """`models` maps the configured name (reported as `wake_word`) to its .onnx file."""
         self.threshold = threshold
         self.patience = patience
+        self._on_scores = on_scores
         self._names = {path.stem: name for name, path in models.items()}
         self._model = _load(list(models.values()), melspec, embedding, noise_suppression)
         self._quiet = _quiet_state(self._model)
@@ -63,6 +70,8 @@ class OwwDetector:
         """Score one frame; a Detection for the best model at or above the threshold."""
         raw: Mapping[str, Any] = self._model.predict(frame)
         self.scores = {self._names.get(key, key): float(value) for key, value in raw.items()}
+        if self._on_scores is not None:
+            self._on_scores(self.scores)
         best: Detection | None = None
         for name, score in self.scores.items():
             above = self._above.get(name, 0) + 1 if score >= self.threshold else 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from satellite.audio.gate import EnergyGate, GatedDetector
 from satellite.audio.speech import VoskTranscriber
-from satellite.audio.wake import OwwDetector
+from satellite.audio.wake import OwwDetector, ScoreTap
 from satellite.config import Settings
 from satellite.core.session import SessionMachine, SessionTiming, WakeDetector
 from satellite.core.utterance import UtteranceTuning, VoiceEnd
@@ -40,8 +40,9 @@ def engine_key(settings: Settings) -> tuple[object, ...]:
     )
 
 
-def load_engines(settings: Settings) -> Engines:
-    """Load the wake and speech models named by the settings (ModelError if they do not load)."""
+def load_engines(settings: Settings, *, on_scores: ScoreTap | None = None) -> Engines:
+    """Load the wake and speech models named by the settings (ModelError if they do not load);
+    `on_scores` taps the wake scores of every frame scored."""
     models_dir = settings.models.dir
     log.info("loading the wake and speech models from %s", models_dir)
     melspec, embedding = feature_model_paths(models_dir)
@@ -53,6 +54,7 @@ def load_engines(settings: Settings) -> Engines:
         threshold=wake.threshold,
         patience=wake.patience,
         noise_suppression=wake.noise_suppression,
+        on_scores=on_scores,
     )
     transcriber = VoskTranscriber(
         model_path=vosk_model_path(models_dir, settings.stt.model),
@@ -63,11 +65,22 @@ def load_engines(settings: Settings) -> Engines:
     return Engines(engine_key(settings), oww, transcriber)
 
 
-def build_machine(settings: Settings, engines: Engines | None = None) -> SessionMachine:
+def build_gate(settings: Settings) -> EnergyGate | None:
+    """The silence gate in front of the wake models, if the settings turn it on."""
+    wake = settings.wake
+    if not wake.gate:
+        return None
+    return EnergyGate(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
+
+
+def build_machine(
+    settings: Settings, engines: Engines | None = None, *, gate: EnergyGate | None = None
+) -> SessionMachine:
     """The session machine with the real wake and STT engines (loaded now unless given).
 
     Given `engines` are retuned to the settings and reset: call this on the thread that
-    runs them (the pipeline's), never while another machine still uses them.
+    runs them (the pipeline's), never while another machine still uses them. `gate` is the
+    silence gate to use when the settings turn it on (a new one by default).
     """
     if engines is None:
         engines = load_engines(settings)
@@ -76,8 +89,8 @@ def build_machine(settings: Settings, engines: Engines | None = None) -> Session
     oww.threshold, oww.patience = wake.threshold, wake.patience
     oww.reset()
     detector: WakeDetector = oww
-    if wake.gate:
-        gate = EnergyGate(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
+    gate = (gate or build_gate(settings)) if wake.gate else None
+    if gate is not None:
         detector = GatedDetector(oww, gate)
     voice = VoiceEnd(tuning=UtteranceTuning())  # no setting changes it: its defaults are the values
     return SessionMachine(

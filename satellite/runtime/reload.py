@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 
+from satellite.audio.capture import Capture
 from satellite.config import Settings
-from satellite.runtime.engines import engine_key
+from satellite.leds.accessories import Accessories
+from satellite.mqtt.link import MqttLink
+from satellite.runtime.engines import Engines, engine_key
 
 
 @dataclass(frozen=True)
@@ -52,3 +56,20 @@ class ReloadPlan:
     def changes(self) -> list[str]:
         """The names of the parts that change, for the log."""
         return [f.name for f in fields(self) if getattr(self, f.name)]
+
+
+@dataclass
+class Replacement:
+    """The parts a reload builds before it changes anything: the satellite takes them in, and
+    a reload that fails closes the ones it did not take (none of them left half-started)."""
+
+    engines: Engines  # the running ones unless the plan loads new models
+    link: MqttLink | None = None  # prepared, not started
+    accessories: Accessories | None = None  # not started
+    capture: Capture | None = None  # not opened
+
+    def close(self, *, keep: Collection[object] = ()) -> None:
+        """Close every part but those in `keep` (the ones in use); idempotent."""
+        for part in (self.link, self.accessories, self.capture):
+            if part is not None and not any(part is used for used in keep):
+                part.close()

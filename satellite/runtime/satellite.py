@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from satellite import __version__
-from satellite.audio.capture import Capture, FrameAssembler
+from satellite.audio.capture import Capture
 from satellite.config import Settings
-from satellite.core.frames import Frame
-from satellite.core.ids import new_id, now_ms
-from satellite.core.requests import Abandon, SessionRequest, SetFault
-from satellite.core.session import Event, Final, Listening, SessionMachine, WakeDetected
+from satellite.core.ids import now_ms
+from satellite.core.requests import Abandon, SetFault
+from satellite.core.session import Event, SessionMachine, WakeDetected
 from satellite.leds import build_indicator
 from satellite.leds.accessories import Accessories
 from satellite.mqtt.arbitration import Identity, Message, WakeArbiter
-from satellite.mqtt.contracts import StatusCounters, StatusMessage
 from satellite.mqtt.household import Outcome
 from satellite.mqtt.link import MqttLink
 from satellite.mqtt.outbound import Outbox, build_outbox
+from satellite.mqtt.status import Health, Instance, status_payload, will_payload
 from satellite.mqtt.takeover import OwnStatus
 from satellite.runtime.control import Controller, Counters, Item, Reconfigure, RoomView
 from satellite.runtime.engines import Engines, build_machine, client_id, load_engines
@@ -37,149 +34,16 @@ from satellite.runtime.handovers import (
     SessionEvent,
 )
 from satellite.runtime.mute_store import MuteStore, mute_file
-from satellite.runtime.reload import ReloadPlan
-from satellite.runtime.systemd import Liveness
+from satellite.runtime.pipeline import Pipeline, Swap, log_event
+from satellite.runtime.reload import ReloadPlan, Replacement
+from satellite.runtime.systemd import Liveness, StatusLine
 
 log = logging.getLogger(__name__)
 
 # This process on the broker: the same in every status and in the will, across reloads.
-INSTANCE_ID = new_id()
-STARTED_MS = now_ms()
+INSTANCE = Instance(__version__)
 
-
-def log_event(event: Event, audio_age_s: float = 0.0) -> None:
-    """One lifecycle line per session event (never per frame), with journal fields.
-
-    `audio_age_s`: how long ago the device handed over the audio that raised the event.
-    """
-    fields: dict[str, str] = {"SESSION_ID": event.session_id}
-    if isinstance(event, Listening | Final):
-        fields["UTT_ID"] = event.utt_id
-    if isinstance(event, WakeDetected):
-        log.info(
-            "wake word %s (score %.2f, %.1f ms after its audio was read)",
-            event.wake_word,
-            event.score,
-            audio_age_s * 1000,
-            extra=fields,
-        )
-    elif isinstance(event, Final):
-        words, confidence = len(event.transcript.words), event.transcript.confidence
-        log.info("final transcript: %d words, confidence %.2f", words, confidence, extra=fields)
-    else:
-        log.debug("%s", event, extra=fields)
-
-
-@dataclass(frozen=True)
-class Swap:
-    """A new session machine and/or microphone for the pipeline (a reload's), and when done."""
-
-    machine: Callable[[], SessionMachine] | None = None  # built on the pipeline thread
-    capture: Capture | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-class Pipeline:
-    """The pipeline thread: capture queue -> frames -> session machine -> `on_event`.
-
-    Other threads change the session only through `request()`, applied between frames, and
-    replace its machine or microphone only through `replace()`.
-    """
-
-    def __init__(
-        self, *, capture: Capture, machine: SessionMachine, on_event: Callable[[Event], None]
-    ) -> None:
-        self.capture = capture
-        self.machine = machine
-        self.on_event = on_event
-        self.frames_processed = 0
-        self._requests: queue.SimpleQueue[SessionRequest] = queue.SimpleQueue()
-        self._swaps: queue.SimpleQueue[Swap] = queue.SimpleQueue()
-        self._swap: Swap | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
-
-    def start(self) -> None:
-        """Start consuming the capture queue."""
-        self._thread.start()
-
-    def request(self, change: SessionRequest) -> None:
-        """Have the session machine apply `change` on the pipeline thread (from any thread)."""
-        self._requests.put(change)
-
-    def replace(self, swap: Swap) -> None:
-        """Apply `swap` on the pipeline thread as soon as no utterance is in progress: the one
-        being heard finishes on the old machine first. `swap.done` is set once it applied."""
-        self._swaps.put(swap)
-
-    def stop(self, timeout: float = 1.0) -> None:
-        """Ask the thread to stop and wait (bounded) for it."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        assembler: FrameAssembler | None = None
-        generation = 0
-        while not self._stop.is_set():
-            self._apply_requests()
-            self._apply_swap()
-            chunk = self.capture.read(timeout=0.1)
-            if chunk is None:
-                continue
-            if assembler is None or generation != self.capture.generation:
-                # The device was (re)opened, maybe at another rate: a fresh resampler.
-                generation, assembler = self.capture.generation, self._assembler()
-            for frame in assembler.push(chunk):
-                self._process(frame)
-
-    def _assembler(self) -> FrameAssembler:
-        settings = self.capture.settings
-        return FrameAssembler(
-            rate=self.capture.rate, channels=settings.channels, channel=settings.channel
-        )
-
-    def _apply_requests(self) -> None:
-        while True:
-            try:
-                change = self._requests.get_nowait()
-            except queue.Empty:
-                return
-            self._emit(self.machine.apply(change))
-
-    def _apply_swap(self) -> None:
-        if self._swap is None:
-            try:
-                self._swap = self._swaps.get_nowait()
-            except queue.Empty:
-                return
-        if self.machine.listening:
-            return
-        swap, self._swap = self._swap, None
-        if swap.capture is not None:
-            old, self.capture = self.capture, swap.capture
-            old.close()
-            self.capture.open()
-            if old.fault is not None and self.capture.fault is None:
-                self._emit(self.machine.set_fault(None))
-        if swap.machine is not None:
-            machine = swap.machine()
-            machine.muted = self.machine.muted
-            self.machine = machine
-        swap.done.set()
-
-    def _process(self, frame: Frame) -> None:
-        try:
-            events = self.machine.process(frame)
-        except Exception:
-            log.exception("processing a frame failed; continuing")
-            return
-        self.frames_processed += 1
-        self._emit(events)
-
-    def _emit(self, events: list[Event]) -> None:
-        for event in events:
-            self.on_event(event)
+EngineLoader = Callable[[Settings], Engines]
 
 
 def _mute_path(settings: Settings) -> Path:
@@ -190,16 +54,26 @@ def _identity(settings: Settings) -> Identity:
     return Identity(settings.satellite_id, settings.room_id, settings.arbitration.group)
 
 
+def _status_place(settings: Settings) -> tuple[object, ...]:
+    """The broker and the status topics: where the satellite says it is online."""
+    topics = build_outbox(settings).status_topics()
+    return (settings.mqtt.host, settings.mqtt.port, *topics)
+
+
 class Satellite:
     """One room's satellite: models are loaded on construction, devices opened by `start()`,
     and a new configuration applied in place by `reload()`."""
 
-    def __init__(self, settings: Settings, *, pin_factory: Any = None) -> None:
+    def __init__(
+        self, settings: Settings, *, pin_factory: Any = None, load: EngineLoader = load_engines
+    ) -> None:
+        """`load` loads the models named by the settings (here and on a reload)."""
         self.settings = settings
         self.pin_factory = pin_factory
         self.started = time.monotonic()
         self.outbox = build_outbox(settings)
-        self._engines: Engines = load_engines(settings)
+        self._load = load
+        self._engines: Engines = load(settings)
         self.pipeline = Pipeline(
             capture=self._make_capture(settings),
             machine=build_machine(settings, self._engines),
@@ -241,7 +115,7 @@ class Satellite:
     def _make_link(self, settings: Settings) -> MqttLink:
         outbox = build_outbox(settings)
         # MQTT allows one will: it goes to the primary tree (v1 when dual publishing).
-        will = (outbox.status_topics()[0], self._will(settings))
+        will = (outbox.status_topics()[0], will_payload(settings, INSTANCE))
         room, satellite_id = settings.room_id, settings.satellite_id
         advice = (
             f"give each satellite its own satellite_id in its config (/etc/satellite/{room}.toml"
@@ -256,7 +130,7 @@ class Satellite:
                 MqttMessage(topic, payload, retained)
             ),
             on_connection_change=lambda up: self._submit(ConnectionChanged(up)),
-            own_status=OwnStatus(INSTANCE_ID, advice),
+            own_status=OwnStatus(INSTANCE.instance_id, advice),
         )
 
     def start(self) -> None:
@@ -311,36 +185,16 @@ class Satellite:
         SatelliteError, with nothing changed, when the new settings cannot be applied.
         """
         plan = ReloadPlan.between(self.settings, settings)
-        engines = load_engines(settings) if plan.engines else self._engines
-        link = self._make_link(settings) if plan.link else None
-        if link is not None:
-            link.prepare()  # wrong credentials or TLS files: ConfigError, nothing changed yet
+        parts = self._build(settings, plan)  # SatelliteError: nothing changed, nothing left open
         with self._lock:
             if self._closed:
+                parts.close()
                 return plan
-            if plan.room:
-                self._reload_room(settings)
-            if plan.room or plan.arbitration:
-                # Before a new link starts: the peers' statuses it brings go to the new group.
-                arbitration = settings.arbitration
-                self.arbiter.reconfigure(
-                    _identity(settings),
-                    enabled=arbitration.enabled,
-                    window_ms=arbitration.window_ms,
-                )
-            if link is not None:
-                self._replace_link(settings, link)
-            swap = Swap(
-                machine=(lambda: build_machine(settings, engines)) if plan.machine else None,
-                capture=self._make_capture(settings) if plan.audio else None,
-            )
-            self.settings, self._engines = settings, engines
-            if plan.room:
-                # After the settings and the link: the status it publishes is the new one, on
-                # the new link (a status sent on the old one would never reach the new).
-                self._reconfigure_controller(settings)
-            if link is not None:
-                link.start()  # after the controller has the new topics to read what it brings
+            try:
+                swap = self._apply(settings, plan, parts)
+            except BaseException:
+                parts.close(keep=(self.link, self.accessories))  # what it did not take
+                raise
         if swap.machine is not None or swap.capture is not None:
             self.pipeline.replace(swap)
             if not swap.done.wait(timeout or settings.stt.max_utterance_s + 10.0):
@@ -348,15 +202,61 @@ class Satellite:
         self._log_config()
         return plan
 
-    def _reload_room(self, settings: Settings) -> None:
-        """LEDs, button, mute file and topics, for new LED/button/follow-up/topic settings
-        (the controller takes them once the reload has the new link: see `reload`)."""
-        old = self.settings
-        if (settings.leds, settings.button) != (old.leds, old.button):
-            accessories = self._make_accessories(settings)  # ConfigError: nothing changed yet
+    def _build(self, settings: Settings, plan: ReloadPlan) -> Replacement:
+        """What `settings` needs new, built and checked, none of it started or in use yet."""
+        parts = Replacement(self._engines)
+        try:
+            if plan.engines:
+                parts.engines = self._load(settings)
+            if (settings.leds, settings.button) != (self.settings.leds, self.settings.button):
+                parts.accessories = self._make_accessories(settings)  # a HAT that can't work
+            if plan.audio:
+                parts.capture = self._make_capture(settings)
+            if plan.link:
+                parts.link = self._make_link(settings)
+                parts.link.prepare()  # wrong credentials or TLS files: ConfigError
+        except BaseException:
+            parts.close()
+            raise
+        return parts
+
+    def _apply(self, settings: Settings, plan: ReloadPlan, parts: Replacement) -> Swap:
+        """Take `parts` in (under the lock); the new machine and microphone are for the
+        pipeline to take between utterances."""
+        if parts.accessories is not None:
             self.accessories.close()  # frees the pins for the new ones
-            self.accessories = accessories
-            accessories.start()
+            self.accessories = parts.accessories
+            parts.accessories.start()
+        if plan.room:
+            self._reload_room(settings)
+        if plan.room or plan.arbitration:
+            # Before a new link starts: the peers' statuses it brings go to the new group.
+            arbitration = settings.arbitration
+            self.arbiter.reconfigure(
+                _identity(settings), enabled=arbitration.enabled, window_ms=arbitration.window_ms
+            )
+        try:
+            if parts.link is not None:
+                self._replace_link(settings, parts.link)
+            self.settings, self._engines = settings, parts.engines
+            if plan.room:
+                # After the settings and the link: the status it publishes is the new one, on
+                # the new link (a status sent on the old one would never reach the new).
+                self._reconfigure_controller(settings)
+        finally:
+            if parts.link is not None and self.link is parts.link:
+                # After the controller has the new topics; started even if that failed: a
+                # link in use that never connects would silence the satellite.
+                parts.link.start()
+        engines = parts.engines
+        return Swap(
+            machine=(lambda: build_machine(settings, engines)) if plan.machine else None,
+            capture=parts.capture,
+        )
+
+    def _reload_room(self, settings: Settings) -> None:
+        """The mute file and topics, for new LED/button/follow-up/topic settings (the
+        controller takes them once the reload has the new link: see `reload`)."""
         if _mute_path(settings) != self.mute_store.path:
             self.mute_store = MuteStore(_mute_path(settings))
         self.outbox = build_outbox(settings)
@@ -381,22 +281,12 @@ class Satellite:
         of what comes next."""
         old, self.link = self.link, link
         moved = old.take_queue()
-        if self._status_elsewhere(settings) and old.connected:
+        if _status_place(self.settings) != _status_place(settings) and old.connected:
             self._say_offline(old, build_outbox(self.settings))
         old.close()
         link.adopt(moved + old.take_queue())
         if moved:
             log.info("reload: %d queued messages moved to the new MQTT link", len(moved))
-
-    def _status_elsewhere(self, settings: Settings) -> bool:
-        """Whether the status topic or the broker changes: the old one then hears we left."""
-        old, new = self.settings, settings
-        return (old.mqtt.host, old.mqtt.port, old.room_id, old.satellite_id) != (
-            new.mqtt.host,
-            new.mqtt.port,
-            new.room_id,
-            new.satellite_id,
-        ) or build_outbox(old).status_topics() != build_outbox(new).status_topics()
 
     # -- threads' hand-overs --------------------------------------------------------------
 
@@ -434,58 +324,18 @@ class Satellite:
         # Runs under the arbiter's lock: the pipeline ends the utterance between frames.
         self.pipeline.request(Abandon(session_id))
 
-    def _will(self, settings: Settings) -> bytes:
-        # The broker publishes it at a moment nobody knows now: no timestamp, uptime or state.
-        return StatusMessage(
-            online=False,
-            room_id=settings.room_id,
-            satellite_id=settings.satellite_id,
-            instance_id=INSTANCE_ID,
-            since=STARTED_MS,
-            version=__version__,
-        ).to_json()
-
     def _status(
-        self,
-        view: RoomView | None,
-        *,
-        online: bool,
-        counters: Counters | None = None,
-        settings: Settings | None = None,
+        self, *, online: bool, view: RoomView | None = None, health: Health | None = None
     ) -> bytes:
-        settings = settings or self.settings
-        return StatusMessage(
-            online=online,
-            room_id=settings.room_id,
-            satellite_id=settings.satellite_id,
-            instance_id=INSTANCE_ID,
-            since=STARTED_MS,
-            timestamp=now_ms(),
-            version=__version__,
-            group=settings.arbitration.group if settings.arbitration.enabled else None,
-            state=None if view is None else view.state,
-            muted=None if view is None else view.muted,
-            led=None if view is None else view.led,
-            fault=None if view is None else view.fault,
-            accessory_fault=None if view is None else view.accessory_fault,
-            state_error=None if view is None else self.mute_store.problem,
-            uptime_s=round(time.monotonic() - self.started, 1),
-            counters=None
-            if counters is None
-            else StatusCounters(
-                invalid_messages=counters.invalid_messages,
-                dropped_frames=self.capture.dropped,
-                wake_detections=counters.wake_detections,
-                sessions=counters.sessions,
-                retained_commands=counters.retained_commands,
-                arbitration_wins=counters.arbitration_wins,
-                arbitration_losses=counters.arbitration_losses,
-            ),
-        ).to_json()
+        uptime_s = round(time.monotonic() - self.started, 1)
+        return status_payload(
+            self.settings, INSTANCE, online=online, uptime_s=uptime_s, shown=view, health=health
+        )
 
     def _publish_status(self, view: RoomView, counters: Counters) -> None:
         # Runs on the control thread. As the birth message it is also re-sent on reconnect.
-        payload = self._status(view, online=True, counters=counters)
+        health = Health(counters, self.capture.dropped, self.mute_store.problem)
+        payload = self._status(online=True, view=view, health=health)
         for topic in self.outbox.status_topics():
             self.link.set_birth(topic, payload)
 
@@ -498,27 +348,24 @@ class Satellite:
 
     def status_line(self) -> str:
         """One human line for systemd's STATUS=."""
-        capture = self.capture
-        device = capture.device.name if capture.device else self.settings.audio.device
-        broker = "connected" if self.link.connected else "connecting"
-        wake = (
-            time.strftime("%H:%M:%S", time.localtime(self.last_wake)) if self.last_wake else "never"
-        )
+        capture, mqtt = self.capture, self.settings.mqtt
         view = self.controller.view if self.controller else None
-        muted = " (muted)" if view is not None and view.muted else ""
-        mic = f"mic {device!r} at {capture.rate} Hz"
-        if capture.fault is not None:
-            mic = f"mic {device!r} FAULT ({capture.fault})"
-        mqtt = self.settings.mqtt
-        accessories = self.accessories.fault
-        leds = f"; LEDs/button FAULT ({accessories})" if accessories else ""
-        return (
-            f"room {self.settings.room_id}{muted}; {mic}; "
-            f"broker {mqtt.host}:{mqtt.port} {broker}; last wake {wake}{leds}"
+        return str(
+            StatusLine(
+                room_id=self.settings.room_id,
+                muted=view is not None and view.muted,
+                mic=capture.device.name if capture.device else self.settings.audio.device,
+                mic_rate=capture.rate,
+                mic_fault=capture.fault,
+                broker=f"{mqtt.host}:{mqtt.port}",
+                connected=self.link.connected,
+                last_wake=self.last_wake,
+                accessory_fault=self.accessories.fault,
+            )
         )
 
     def _say_offline(self, link: MqttLink, outbox: Outbox) -> None:
-        payload = self._status(None, online=False)
+        payload = self._status(online=False)
         for topic in outbox.status_topics():
             link.publish_wait(topic, payload, qos=1, retain=True, timeout=0.5)
 

@@ -121,3 +121,33 @@ class WatchdogGate:
         if now.frames > last.frames:
             return True
         return now.mic_faulted and now.heartbeat > last.heartbeat
+
+
+@dataclass(frozen=True)
+class StatusLine:
+    """What STATUS= says (`systemctl status`): one human line about the room's satellite."""
+
+    room_id: str
+    muted: bool
+    mic: str  # the device's name
+    mic_rate: int
+    mic_fault: str | None
+    broker: str  # host:port
+    connected: bool
+    last_wake: float | None  # Unix time, None: not since the start
+    accessory_fault: str | None
+
+    def __str__(self) -> str:
+        muted = " (muted)" if self.muted else ""
+        mic = f"mic {self.mic!r} at {self.mic_rate} Hz"
+        if self.mic_fault is not None:
+            mic = f"mic {self.mic!r} FAULT ({self.mic_fault})"
+        broker = "connected" if self.connected else "connecting"
+        wake = "never"
+        if self.last_wake is not None:
+            wake = time.strftime("%H:%M:%S", time.localtime(self.last_wake))
+        leds = f"; LEDs/button FAULT ({self.accessory_fault})" if self.accessory_fault else ""
+        return (
+            f"room {self.room_id}{muted}; {mic}; "
+            f"broker {self.broker} {broker}; last wake {wake}{leds}"
+        )
