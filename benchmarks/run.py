@@ -255,8 +255,10 @@ def process_rows(pr: dict[str, Any]) -> list[tuple[str, float | None, float, str
     )
     return [
         ("run: speech no wake (× bare oww)", speech["daemon_x_bare_oww"], 1.10, "≤", "×"),
+        ("run: speech no wake (× paced oww)", speech["daemon_x_paced_bare_oww"], 1.10, "≤", "×"),
         ("simulate: speech no wake (× oww)", speech["simulate_x_bare_oww"], 1.10, "≤", "×"),
         ("run: room tone (× bare oww)", tone["daemon_x_bare_oww"], 0.2, "≤", "×"),
+        ("run: room tone (× paced oww)", tone["daemon_x_paced_bare_oww"], 0.2, "≤", "×"),
         ("simulate: room tone (× bare oww)", tone["simulate_x_bare_oww"], 0.2, "≤", "×"),
         ("run: commands (× oww+Vosk)", cmds["daemon_x_bare_oww_vosk"], 1.10, "≤", "×"),
         ("simulate: commands (× oww+Vosk)", cmds["simulate_x_bare_oww_vosk"], 1.10, "≤", "×"),

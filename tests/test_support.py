@@ -248,6 +248,19 @@ def test_fifo_mic_is_listed_paced_and_byte_exact(fifo_mic: FifoMic, tmp_path: Pa
 
 
 @pytest.mark.integration
+def test_fifo_mic_plays_its_idle_audio_looped_when_nothing_is_fed(tmp_path: Path) -> None:
+    idle = noise(3000, seed=2)  # not a whole chunk: the loop runs across chunk boundaries
+    with FifoMic(tmp_path, idle=idle) as mic:
+        got = capture(mic, tmp_path / "out.raw", 10, lambda: None)
+    assert np.count_nonzero(got.samples) == len(got.samples)  # no digital silence
+    head = got.samples[:32]  # where the loop was when the reader opened
+    starts = [i for i in range(len(idle)) if np.array_equal(np.roll(idle, -i)[:32], head)]
+    assert len(starts) == 1
+    looped = np.resize(np.roll(idle, -starts[0]), len(got.samples))
+    assert np.array_equal(got.samples, looped)
+
+
+@pytest.mark.integration
 def test_fifo_mic_serves_48k_stereo(tmp_path: Path) -> None:
     fed = noise(2 * 24000).reshape(-1, 2)
     with FifoMic(tmp_path, rate=48000, channels=2) as mic:

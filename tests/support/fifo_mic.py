@@ -2,7 +2,8 @@
 
 A process run with `FifoMic.env` (HOME pointing at our `.asoundrc`) sees a capture device
 named `name` in PortAudio's list. Reads from it block on the FIFO, so they are paced by our
-writer thread: one chunk of `chunk_ms` every `chunk_ms`, fed audio first, silence otherwise.
+writer thread: one chunk of `chunk_ms` every `chunk_ms`, fed audio first, silence (or the
+`idle` audio) otherwise.
 
 Two rules follow from alsa-lib's file plugin (1.2.8), which does ONE read(2) per period and
 pads a short read with zeros without telling anyone:
@@ -82,6 +83,7 @@ class FifoMic:
         chunk_ms: int = 80,
         backlog_chunks: int = 4,
         name: str = "fifomic",
+        idle: npt.NDArray[np.int16] | None = None,
     ) -> None:
         self.rate = rate
         self.channels = channels
@@ -104,6 +106,13 @@ class FifoMic:
         self._fd = -1
         self._thread: threading.Thread | None = None
         self._held: tuple[int, int] | None = None
+        # What the microphone hears when nothing is fed: digital silence unless `idle` (looped)
+        # says otherwise. A real room is never all zeros, and the satellite's noise floor
+        # would follow zeros down (its gate then stays open ~5 s on the room's tone after).
+        self._idle = b"" if idle is None else np.ascontiguousarray(idle, dtype="<i2").tobytes()
+        if len(self._idle) % self.frame_bytes:
+            raise ValueError("idle audio must be whole frames")
+        self._idle_at = 0
         self._write_config(workdir)
 
     @property
@@ -247,10 +256,21 @@ class FifoMic:
         fcntl.ioctl(self._fd, termios.FIONREAD, count)
         return count[0]
 
+    def _filler(self, size: int) -> bytes:
+        """`size` bytes of the idle audio (looped from where it stopped), or zeros."""
+        if not self._idle:
+            return bytes(size)
+        out = bytearray()
+        while len(out) < size:
+            part = self._idle[self._idle_at : self._idle_at + size - len(out)]
+            out += part
+            self._idle_at = (self._idle_at + len(part)) % len(self._idle)
+        return bytes(out)
+
     def _write_chunk(self) -> None:
         with self._changed:
             fed = bytes(self._pending[: self._chunk_bytes])
-        chunk = fed + bytes(self._chunk_bytes - len(fed))
+        chunk = fed + self._filler(self._chunk_bytes - len(fed))
         written = os.write(self._fd, chunk)  # fits: the pipe holds more than backlog + chunk
         at = time.monotonic()
         if written != len(chunk):
