@@ -34,10 +34,13 @@ def test_run_reports_every_target_against_its_floor() -> None:
     assert commands["simulate_wakes"] == 1 and len(commands["bare_vosk_cpu_s_per_session"]) == 1
     assert commands["daemon_cpu_per_audio_s"] > commands["bare_oww_cpu_per_audio_s"] > 0
     assert process["room_tone"]["daemon_wakes"] == 0
+    for name in ("room_tone", "speech_no_wake_word"):  # the wake stage, also vs a paced loop
+        assert process[name]["bare_oww_paced_cpu_per_audio_s"] > 0
+        assert process[name]["daemon_x_paced_bare_oww"] > 0
     assert set(process["profile_speech_no_wake_word"]) >= {"onnxruntime", "openwakeword"}
     assert 0 < process["cli_help"]["peak_rss_mb"] < 100
     rows = report["targets"]
-    assert len(rows) == 20
+    assert len(rows) == 22
     assert all(row["status"] in ("PASS", "MISS") for row in rows), rows
     table = run.table(rows)
     assert all(row["target"] in table for row in rows)
