@@ -306,6 +306,14 @@ def print_memory(what: str, before: dict[str, int], after: dict[str, int]) -> in
     return after["VmRSS"] - before["VmRSS"]
 
 
+def leaked_kib(before: dict[str, int], after: dict[str, int]) -> int:
+    """What a repeated round kept, KiB: memory it leaked raises both the resident set and its
+    peak (the round's transient peak comes on top of it); memory the allocator merely has not
+    handed back to the kernel yet raises only the resident set, not past the earlier peak."""
+    grown = {k: after[k] - before[k] for k in ("VmRSS", "VmHWM")}
+    return min(grown.values())
+
+
 def test_hostile_input_on_every_topic_changes_nothing_and_costs_nothing(
     tmp_path: Path, broker: Broker, fifo_mic: FifoMic, flooder: Flooder, speech_cache: Path
 ) -> None:
@@ -345,7 +353,8 @@ def test_hostile_input_on_every_topic_changes_nothing_and_costs_nothing(
         assert status_of(settled)["counters"]["dropped_frames"] == 0
         assert invalid_count(settled) == attack.invalid_sent
         assert print_memory("first round", memory[0], memory[1]) < 50 * 1024
-        assert print_memory("second round", memory[1], memory[2]) < 20 * 1024
+        print_memory("second round", memory[1], memory[2])
+        assert leaked_kib(memory[1], memory[2]) < 20 * 1024
         statuses = status.received()[start:]
         expected = ["idle", *LEDS_PER_ROUND, *LEDS_PER_ROUND, "wake_detected", "listening", "idle"]
         # The status is published at most twice a second: LED steps closer together than that

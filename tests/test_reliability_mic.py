@@ -59,8 +59,8 @@ def test_mic_missing_at_start_is_found_once_configured_without_a_restart(tmp_pat
         assert "microphone 'fifomic' unavailable: no capture device matches 'fifomic'" in fault.text
         beat = runner.stats_after(fault.at).stats[1]
         assert runner.stats_after(fault.at + 1.6).stats[1] > beat, "no heartbeat while retrying"
+        plugged = time.monotonic()  # before the stimulus: its reaction may beat this thread
         with FifoMic(tmp_path / "mic"):
-            plugged = time.monotonic()
             back = runner.wait_for(recovered, RECOVER_S, after=plugged)
             flowing(runner, back.at)
             # One report and one log line for the whole outage, however many retries.
@@ -75,15 +75,15 @@ def test_mic_unplugged_is_a_fault_at_once_and_plugged_back_recovers(tmp_path: Pa
     try:
         with MicRunner("fifomic", env=mic.env, log_path=tmp_path / "log") as runner:
             flowing(runner, 0.0)
+            unplugged = time.monotonic()  # before: the fault line may come before this thread
             mic.unplug()  # writer gone and FIFO removed: stale reads, then ENOENT on reopen
-            unplugged = time.monotonic()
             fault = runner.wait_for(lambda x: is_fault(x.text), 2.0, after=unplugged)
             assert "delivers audio faster than real time" in fault.text
             missing = runner.wait_for(lambda x: "no capture device" in x.text, 3.0, after=fault.at)
             beat = runner.stats_after(missing.at).stats[1]
             mic = FifoMic(tmp_path / "mic")  # the same device comes back on the same path
-            mic.start()
             plugged = time.monotonic()
+            mic.start()
             back = runner.wait_for(recovered, RECOVER_S, after=plugged)
             line = flowing(runner, back.at)
             assert line.stats[1] > beat and line.stats[2] == 2  # generation: one reopen
@@ -103,13 +103,13 @@ def test_mic_writer_gone_is_a_fault_and_a_new_writer_recovers(tmp_path: Path) ->
     try:
         with MicRunner("fifomic", env=mic.env, log_path=tmp_path / "log") as runner:
             flowing(runner, 0.0)
+            gone = time.monotonic()  # before: the fault line may come before this thread runs
             mic.close()
-            gone = time.monotonic()
             fault = runner.wait_for(lambda x: is_fault(x.text), 2.0, after=gone)
             assert "delivers audio faster than real time" in fault.text
             mic = FifoMic(tmp_path / "mic")
-            mic.start()
             back_at = time.monotonic()
+            mic.start()
             back = runner.wait_for(recovered, RECOVER_S, after=back_at)
             flowing(runner, back.at)
             print(
@@ -133,8 +133,8 @@ def test_mic_busy_at_start_is_a_fault_saying_so_then_recovers(tmp_path: Path) ->
                 "fault microphone 'fifomic' unavailable: ALSA cannot open 'fifomic' for capture: "
                 "Device or resource busy (another program is using it?)"
             )
-            mic.release()
             released = time.monotonic()
+            mic.release()
             back = runner.wait_for(recovered, RECOVER_S, after=released)
             flowing(runner, back.at)
             print(f"busy: recovered {back.at - released:.2f} s after the device was released")
@@ -146,8 +146,8 @@ def test_mic_read_that_hangs_stops_the_heartbeat_without_a_fault(tmp_path: Path)
         MicRunner("fifomic", env=mic.env, log_path=tmp_path / "log") as runner,
     ):
         flowing(runner, 0.0)
-        mic.pause_writing()  # the read now blocks
         paused = time.monotonic()
+        mic.pause_writing()  # the read now blocks
         stuck = runner.stats_after(paused + 0.5).stats[1]
         assert runner.stats_after(paused + 2.0).stats[1] == stuck
         mic.resume_writing()
