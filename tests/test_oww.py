@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import ast
-import functools
 import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from satellite.audio.oww import PINNED_VERSION, STAND_INS, _installed_version
+from satellite.audio.oww import PINNED_VERSION, RAW_HISTORY, STAND_INS, _installed_version
 from satellite.core.frames import split_frames
 from satellite.modelfiles import feature_model_paths, wake_model_path
 from tests.support.satellite_proc import models_dir
@@ -106,7 +104,9 @@ def test_a_stand_in_called_is_a_clear_error() -> None:
 
 
 @pytest.mark.integration
-def test_lean_sessions_score_every_frame_exactly_as_stock_openwakeword(speech_cache: Path) -> None:
+def test_the_lean_model_scores_every_frame_exactly_as_stock_openwakeword(
+    speech_cache: Path,
+) -> None:
     from openwakeword.model import Model
 
     from satellite.audio.wake import _load
@@ -120,8 +120,10 @@ def test_lean_sessions_score_every_frame_exactly_as_stock_openwakeword(speech_ca
         embedding_model_path=str(embedding),
     )
     lean = _load([path], melspec, embedding, noise_suppression=False)
-    assert isinstance(lean.models[path.stem], type(stock.models[path.stem]))
-    assert lean.preprocessor.melspec_model is not stock.preprocessor.melspec_model
+    # The lean model skipped the warm-up: its history is zeros where stock's holds noise.
+    assert not lean.preprocessor.feature_buffer.any()
+    assert lean.preprocessor.feature_buffer.shape == stock.preprocessor.feature_buffer.shape
+    assert lean.preprocessor.raw_data_buffer.maxlen == RAW_HISTORY < 16_000
     # Same start state: openWakeWord seeds its history from unseeded noise.
     lean.preprocessor.feature_buffer = stock.preprocessor.feature_buffer.copy()
     noise = np.random.default_rng(3).normal(0, 300, 16_000 * 2).round().astype(np.int16)
@@ -134,16 +136,28 @@ def test_lean_sessions_score_every_frame_exactly_as_stock_openwakeword(speech_ca
 
 
 @pytest.mark.integration
-def test_lean_sessions_reuse_openwakewords_own_predict_function() -> None:
-    from satellite.audio.oww import lean_sessions
+def test_the_skipped_warm_up_has_the_shape_of_openwakewords_own() -> None:
+    from openwakeword.utils import AudioFeatures
 
-    model = SimpleNamespace(
-        preprocessor=SimpleNamespace(melspec_model=None, embedding_model=None),
-        models={"m": None},
-        model_prediction_function={"m": functools.partial(lambda session, x: (session, x), 0)},
-    )
+    from satellite.audio.oww import WARM_UP_EMBEDDINGS, no_warm_up
+
     melspec, embedding = feature_model_paths(models_dir())
-    lean_sessions(model, {"m": wake_model_path(models_dir(), "hey_jarvis")}, melspec, embedding)
-    session, x = model.model_prediction_function["m"](7)
-    assert session is model.models["m"] and x == 7
-    assert model.preprocessor.melspec_model is not None
+    paths = {"melspec_model_path": str(melspec), "embedding_model_path": str(embedding)}
+    stock = AudioFeatures(inference_framework="onnx", **paths)
+    with no_warm_up():
+        lean = AudioFeatures(inference_framework="onnx", **paths)
+    assert stock.feature_buffer.shape == lean.feature_buffer.shape == WARM_UP_EMBEDDINGS
+    assert stock.feature_buffer.dtype == lean.feature_buffer.dtype
+
+
+def test_no_warm_up_gives_openwakewords_method_back_even_when_construction_fails() -> None:
+    from satellite.audio.oww import model_class, no_warm_up
+
+    model_class()  # imports openwakeword.utils without its training code
+    from openwakeword.utils import AudioFeatures
+
+    original = AudioFeatures.__dict__["_get_embeddings"]
+    with pytest.raises(RuntimeError), no_warm_up():
+        assert AudioFeatures.__dict__["_get_embeddings"] is not original
+        raise RuntimeError("the constructor failed")
+    assert AudioFeatures.__dict__["_get_embeddings"] is original

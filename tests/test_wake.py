@@ -107,6 +107,15 @@ def test_the_wake_word_is_detected_right_after_a_reset(speech_cache: Path) -> No
     assert detections(det, samples)
 
 
+def test_a_frame_of_another_length_is_refused_before_it_reaches_openwakeword() -> None:
+    # The shortened raw history holds what one 80 ms frame at a time reads, no more.
+    det = detector()
+    before = list(det._model.preprocessor.raw_data_buffer)
+    with pytest.raises(ValueError, match="1280 samples, not 2560"):
+        det.process(np.ones(2560, np.int16))
+    assert list(det._model.preprocessor.raw_data_buffer) == before
+
+
 def test_a_broken_model_file_is_a_model_error(tmp_path: Path) -> None:
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"not a model")

@@ -1,18 +1,22 @@
-"""openWakeWord 0.6.0 loaded lean: no training-only imports, ONNX sessions without an arena."""
+"""openWakeWord 0.6.0 loaded lean: no training-only imports, no warm-up batch, a short raw
+audio history."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import importlib
 import importlib.metadata
 import logging
 import sys
-from pathlib import Path
+import threading
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from satellite.audio.stand_ins import DOWNLOADS, import_with_stand_ins
+from satellite.core.frames import FRAME_SAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -44,38 +48,48 @@ def model_class() -> Any:
     return import_with_stand_ins("openwakeword.model", STAND_INS).Model
 
 
-def lean_sessions(model: Any, paths: dict[str, Path], melspec: Path, embedding: Path) -> None:
-    """Rebuild a Model's ONNX sessions without the CPU memory arena, one thread each.
+# openWakeWord's AudioFeatures fills its feature history at construction with the embeddings
+# of 4 s of unseeded random noise, one batch through both feature models (41 embeddings of 96).
+# That batch leaves ~25 MiB resident for the life of the process, and the detector replaces the
+# history anyway (satellite.audio.wake restores a quiet room's state, QUIET_S > the 16
+# embeddings a wake model reads). Constructed under `no_warm_up()`, the history starts as zeros
+# of the same shape instead. tests/test_oww.py checks the shape against the real warm-up.
+WARM_UP_EMBEDDINGS = (41, 96)
+_warm_up_lock = threading.Lock()
 
-    openWakeWord creates them with the arena on, which keeps the peak of its 4 s warm-up batch
-    (~20 MiB) for the life of the process. Same graphs, same kernels: the same scores.
-    `paths` maps openWakeWord's model keys (file stems) to their files.
-    """
+
+@contextlib.contextmanager
+def no_warm_up() -> Iterator[None]:
+    """Within: openWakeWord's AudioFeatures constructed here skip their 4 s warm-up batch."""
+    from openwakeword.utils import AudioFeatures
+
+    def zeros(self: Any, x: Any, **kwargs: Any) -> Any:
+        return np.zeros(WARM_UP_EMBEDDINGS, np.float32)
+
+    with _warm_up_lock:
+        original = AudioFeatures.__dict__.get("_get_embeddings")
+        if original is None:  # not the pinned openWakeWord: constructed as it is
+            yield
+            return
+        AudioFeatures._get_embeddings = zeros
+        try:
+            yield
+        finally:
+            AudioFeatures._get_embeddings = original
+
+
+# openWakeWord keeps the last 10 s of raw samples in a deque of Python ints (~6 MiB) and copies
+# all of it into a list on every frame, to read only the samples its melspectrogram needs: the
+# new frame's plus 480 before them (0.43 ms of a ~2 ms frame here, most of its Python time).
+# Fed one frame at a time, it never reads further back, so a deque that long holds every sample
+# it reads: the same melspectrograms, the same scores (tests/test_oww.py, frame by frame).
+RAW_HISTORY = FRAME_SAMPLES + 480
+
+
+def short_raw_history(model: Any) -> None:
+    """Shorten a Model's raw audio history to what one-frame-at-a-time prediction reads."""
     features = model.preprocessor
-    features.melspec_model = _session(melspec)
-    features.embedding_model = _session(embedding)
-    for key, path in paths.items():
-        session = _session(path)
-        predict: functools.partial[Any] = model.model_prediction_function[key]
-        model.models[key] = session
-        model.model_prediction_function[key] = functools.partial(predict.func, session)
-    release_freed_memory()
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by the old sessions back to the OS (glibc only; a no-op elsewhere)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.enable_cpu_mem_arena = False
-    options.inter_op_num_threads = 1
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    features.raw_data_buffer = deque(features.raw_data_buffer, maxlen=RAW_HISTORY)
 
 
 def _installed_version() -> str | None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from satellite.audio.oww import lean_sessions, model_class
-from satellite.core.frames import SAMPLE_RATE, Frame, split_frames
+from satellite.audio.oww import model_class, no_warm_up, short_raw_history
+from satellite.core.frames import FRAME_SAMPLES, SAMPLE_RATE, Frame, split_frames
 from satellite.core.session import Detection
 from satellite.errors import ModelError
 
@@ -68,6 +68,8 @@ class OwwDetector:
 
     def process(self, frame: Frame) -> Detection | None:
         """Score one frame; a Detection for the best model at or above the threshold."""
+        if len(frame) != FRAME_SAMPLES:  # openWakeWord's raw history holds one frame's reads
+            raise ValueError(f"a frame is {FRAME_SAMPLES} samples, not {len(frame)}")
         raw: Mapping[str, Any] = self._model.predict(frame)
         self.scores = {self._names.get(key, key): float(value) for key, value in raw.items()}
         if self._on_scores is not None:
@@ -144,14 +146,15 @@ def _load(paths: list[Path], melspec: Path, embedding: Path, noise_suppression: 
                 "`pip install speexdsp-ns==0.1.2` in the satellite's venv, or set it to false"
             ) from exc
     try:
-        model = Model(
-            wakeword_models=[str(path) for path in paths],
-            inference_framework="onnx",
-            melspec_model_path=str(melspec),
-            embedding_model_path=str(embedding),
-            enable_speex_noise_suppression=noise_suppression,
-        )
-        lean_sessions(model, {path.stem: path for path in paths}, melspec, embedding)
+        with no_warm_up():
+            model = Model(
+                wakeword_models=[str(path) for path in paths],
+                inference_framework="onnx",
+                melspec_model_path=str(melspec),
+                embedding_model_path=str(embedding),
+                enable_speex_noise_suppression=noise_suppression,
+            )
+        short_raw_history(model)
     except Exception as exc:  # onnxruntime and openwakeword raise a variety of types
         raise ModelError(f"cannot load wake models {[p.name for p in paths]}: {exc}") from exc
     return model
