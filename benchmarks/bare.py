@@ -2,6 +2,10 @@
 
 `python -m benchmarks.bare MODELS_DIR WAV` loads both engines in one process, runs the WAV
 through them and prints its peak RSS (the reference for the satellite's).
+`python -m benchmarks.bare --lean N MODELS_DIR WAV` is the memory floor of the satellite's own
+engines: openWakeWord and Vosk loaded as the satellite loads them, nothing else (no MQTT, no
+settings, no threads), the WAV heard N times as N sessions (a fresh recogniser each, partials
+every frame, as the session machine does).
 """
 
 from __future__ import annotations
@@ -63,10 +67,42 @@ def peak_rss_kb(pid: int | str = "self") -> int:
     raise RuntimeError(f"no VmHWM for process {pid}")
 
 
+def lean_floor(models_dir: Path, frames: list[Frame], sessions: int) -> None:
+    """The satellite's engines, loaded lean, hearing `frames` as `sessions` sessions."""
+    from satellite.audio.stand_ins import DOWNLOADS, import_with_stand_ins
+    from satellite.audio.wake import OwwDetector
+
+    melspec, embedding = feature_model_paths(models_dir)
+    wake = OwwDetector(
+        models={"hey_jarvis": wake_model_path(models_dir, "hey_jarvis")},
+        melspec=melspec,
+        embedding=embedding,
+        threshold=0.5,
+        patience=1,
+        noise_suppression=False,
+    )
+    vosk = import_with_stand_ins("vosk", DOWNLOADS)
+    vosk.SetLogLevel(-1)
+    model = vosk.Model(str(vosk_model_path(models_dir, VOSK_MODEL)))
+    for _ in range(sessions):
+        recognizer = vosk.KaldiRecognizer(model, SAMPLE_RATE)
+        recognizer.SetWords(True)
+        recognizer.SetPartialWords(True)
+        for frame in frames:
+            wake.process(frame)
+            if not recognizer.AcceptWaveform(frame.tobytes()):
+                recognizer.PartialResult()
+        recognizer.FinalResult()
+
+
 def main(argv: list[str]) -> int:
     """Load both engines, run the WAV through both, print {"vmhwm_kb": ...}."""
     from satellite.commands.simulate import read_wav
 
+    if argv[0] == "--lean":
+        lean_floor(Path(argv[2]), read_wav(Path(argv[3])), int(argv[1]))
+        print(json.dumps({"vmhwm_kb": peak_rss_kb()}))
+        return 0
     models_dir, wav = Path(argv[0]), Path(argv[1])
     engines = BareEngines(models_dir, ["hey_jarvis"], VOSK_MODEL)
     engines.start_stt()

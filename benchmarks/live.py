@@ -239,10 +239,12 @@ def voice_end(mic: FifoMic, first: int, clip: Samples) -> float:
     return mic.written_at(first + last) - (chunk_end - last) / SAMPLE_RATE
 
 
-def bare_peak_rss_kb(models_dir: Path, wav: Path) -> int:
-    """Peak RSS of a process that only loads and runs the bare engines on `wav`."""
+def bare_peak_rss_kb(models_dir: Path, wav: Path, *, lean_sessions: int = 0) -> int:
+    """Peak RSS of a process that only loads and runs the bare engines on `wav`; with
+    `lean_sessions`, the engines loaded as the satellite loads them, `wav` heard that often."""
+    lean = ["--lean", str(lean_sessions)] if lean_sessions else []
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bare", str(models_dir), str(wav)],
+        [sys.executable, "-m", "benchmarks.bare", *lean, str(models_dir), str(wav)],
         cwd=ROOT,
         capture_output=True,
         text=True,
