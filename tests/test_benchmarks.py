@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import gate, run
+from benchmarks import gate, identity, run
 from benchmarks.accuracy import base_settings
 from benchmarks.corpus import Corpus, load_or_build
 from tests.test_accuracy_harness import TINY
@@ -28,6 +28,8 @@ def test_run_reports_every_target_against_its_floor() -> None:
     assert (live["sessions"], live["missed"], live["exact_transcripts"]) == (1, 0, 1)
     assert live["wake_ms"]["n"] == live["final_ms"]["n"] == 1
     assert report["offline"]["simulate"]["speed_x"] > 0
+    # The memory floor: the engines alone; the daemon carries them and more.
+    assert 0 < report["offline"]["lean_engines_peak_rss_mb"] < live["satellite_peak_rss_mb"]
     process = report["process"]
     commands = process["commands"]
     assert commands["sessions_offline"] == commands["daemon_wakes"] == 1
@@ -40,7 +42,7 @@ def test_run_reports_every_target_against_its_floor() -> None:
     assert set(process["profile_speech_no_wake_word"]) >= {"onnxruntime", "openwakeword"}
     assert 0 < process["cli_help"]["peak_rss_mb"] < 100
     rows = report["targets"]
-    assert len(rows) == 22
+    assert len(rows) == 23
     assert all(row["status"] in ("PASS", "MISS") for row in rows), rows
     table = run.table(rows)
     assert all(row["target"] in table for row in rows)
@@ -68,3 +70,14 @@ def test_gate_comparison_finds_the_same_detections(corpus: Corpus, tmp_path: Pat
     assert report["detections"]["gate"] == report["detections"]["no_gate"] >= 1
     assert report["clips_with_different_detections"] == []
     assert 0 < report["frames_scored_with_gate"] < report["frames"]
+
+
+@pytest.mark.integration
+def test_identity_compares_every_frame_of_the_corpus_with_stock_openwakeword(
+    corpus: Corpus,
+) -> None:
+    report = identity.compare(corpus)
+    assert report["clips"] == len(corpus.clips)
+    assert report["frames_compared"] > 100
+    assert report["frames_with_different_scores"] == 0, report["first_difference"]
+    assert report["identical"]
