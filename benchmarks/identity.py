@@ -31,18 +31,24 @@ MODELS = ROOT / ".cache" / "models"
 STATE = ("melspectrogram_buffer", "accumulated_samples", "raw_data_remainder", "feature_buffer")
 
 
-def models(models_dir: Path, wake_word: str) -> tuple[Any, Any]:
-    """A stock openWakeWord Model and the satellite's, on the same files, in the same state."""
+def stock_model(models_dir: Path, wake_word: str) -> Any:
+    """openWakeWord's Model as its README builds it (ONNX), from the satellite's model files."""
     from openwakeword.model import Model
 
     melspec, embedding = feature_model_paths(models_dir)
-    path = wake_model_path(models_dir, wake_word)
-    stock = Model(
-        wakeword_models=[str(path)],
+    return Model(
+        wakeword_models=[str(wake_model_path(models_dir, wake_word))],
         inference_framework="onnx",
         melspec_model_path=str(melspec),
         embedding_model_path=str(embedding),
     )
+
+
+def models(models_dir: Path, wake_word: str) -> tuple[Any, Any]:
+    """A stock openWakeWord Model and the satellite's, on the same files, in the same state."""
+    stock = stock_model(models_dir, wake_word)
+    melspec, embedding = feature_model_paths(models_dir)
+    path = wake_model_path(models_dir, wake_word)
     lean = _load([path], melspec, embedding, noise_suppression=False)
     for name in STATE:
         value = getattr(stock.preprocessor, name)

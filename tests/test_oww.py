@@ -107,18 +107,12 @@ def test_a_stand_in_called_is_a_clear_error() -> None:
 def test_the_lean_model_scores_every_frame_exactly_as_stock_openwakeword(
     speech_cache: Path,
 ) -> None:
-    from openwakeword.model import Model
-
+    from benchmarks.identity import stock_model
     from satellite.audio.wake import _load
 
     melspec, embedding = feature_model_paths(models_dir())
     path = wake_model_path(models_dir(), "hey_jarvis")
-    stock = Model(
-        wakeword_models=[str(path)],
-        inference_framework="onnx",
-        melspec_model_path=str(melspec),
-        embedding_model_path=str(embedding),
-    )
+    stock = stock_model(models_dir(), "hey_jarvis")
     lean = _load([path], melspec, embedding, noise_suppression=False)
     # The lean model skipped the warm-up: its history is zeros where stock's holds noise.
     assert not lean.preprocessor.feature_buffer.any()
