@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,10 +15,13 @@ from satellite.audio.capture import Capture
 from satellite.audio.frame_source import FAILURE_LOG_S, FrameProcessor, FrameSource
 from satellite.config import AudioSettings, Settings
 from satellite.core.frames import FRAME_S, FRAME_SAMPLES, Frame
+from satellite.core.requests import Abandon, Listen
 from satellite.core.session import (
     Detection,
     Event,
     FaultChanged,
+    Idle,
+    Listening,
     SessionMachine,
     SttUpdate,
     Transcript,
@@ -151,3 +155,32 @@ def test_the_daemons_pipeline_reports_a_failing_machine_as_a_fault_and_logs_it_o
             wait_until(lambda: pipeline.frames_processed > 0 and faults(events)[-1] is None)
         finally:
             pipeline.stop()
+
+
+def test_the_pipeline_hands_freed_memory_back_once_a_session_is_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After the events of an Idle (the decode's memory is garbage then), not before."""
+    released: list[int] = []
+    events: list[Event] = []
+    monkeypatch.setattr(
+        "satellite.runtime.pipeline.release_freed_memory", lambda: released.append(len(events))
+    )
+    detector = BrokenDetector()
+    detector.broken = False
+    # The fake microphone runs faster than real time: no end but the one asked for.
+    timing = replace(session_timing(Settings(room_id="salon")), max_utterance_s=3600.0)
+    machine = SessionMachine(detector=detector, transcriber=NoTranscriber(), timing=timing)
+    with fake_capture(FakeMic()) as capture:
+        pipeline = Pipeline(capture=capture, machine=machine, on_event=events.append)
+        pipeline.start()
+        try:
+            pipeline.request(Listen(session_id="s1", no_speech_timeout_s=3600.0))
+            wait_until(lambda: any(isinstance(e, Listening) for e in events))
+            assert released == []
+            pipeline.request(Abandon("s1"))
+            wait_until(lambda: bool(released))
+        finally:
+            pipeline.stop()
+    assert [type(e) for e in events] == [Listening, Idle]
+    assert released == [2]

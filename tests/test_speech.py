@@ -54,6 +54,21 @@ def test_command_after_the_preroll_is_transcribed_without_the_wake_word(
     assert partials and all("jarvis" not in p for p in partials)
 
 
+def test_a_final_closes_the_recogniser_and_its_memory_with_it(
+    transcriber: VoskTranscriber, speech_cache: Path
+) -> None:
+    """Vosk's endpoint ends the utterance: the recogniser goes then, not at the next start."""
+    command = speak("stop the music", cache_dir=speech_cache)
+    transcriber.start(Preroll(np.zeros(0, np.int16), 0.0, 0.0))
+    assert transcriber.decoding
+    for frame in split_frames(np.concatenate([command, np.zeros(3 * 16000, np.int16)])):
+        final = transcriber.feed(frame).final
+        if final is not None:
+            break
+    assert final is not None and final.text == "stop the music"
+    assert not transcriber.decoding
+
+
 def test_a_preroll_that_starts_after_the_wake_word_is_all_command(
     transcriber: VoskTranscriber, speech_cache: Path
 ) -> None:

@@ -65,6 +65,11 @@ class VoskTranscriber:
         self._skip_s = 0.0
         self._wake_end_s: float | None = None
 
+    @property
+    def decoding(self) -> bool:
+        """Whether an utterance's recogniser is open: from `start` to its final or `finish`."""
+        return self._recognizer is not None
+
     def start(self, preroll: Preroll) -> None:
         """Begin a new utterance with the audio around the wake word.
 
@@ -90,6 +95,8 @@ class VoskTranscriber:
         """
         if self._recognizer.AcceptWaveform(frame.tobytes()):
             final = self._transcript(json.loads(self._recognizer.Result()))
+            if final is not None:  # the utterance is over: its decoder's memory goes now
+                self._recognizer = None
             return SttUpdate(partial="", final=final)
         partial = json.loads(self._recognizer.PartialResult())
         words = _spoken(self._command_words(partial.get("partial_result", [])))
@@ -180,3 +187,4 @@ def _import_vosk() -> Any:
         raise ModelError("vosk is not installed: run install.sh") from exc
     vosk.SetLogLevel(-1)
     return vosk
+

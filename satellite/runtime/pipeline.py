@@ -12,7 +12,8 @@ from satellite.audio.capture import Capture
 from satellite.audio.frame_source import FrameProcessor, FrameSource
 from satellite.core.frames import Frame
 from satellite.core.requests import SessionRequest
-from satellite.core.session import Event, Final, Listening, SessionMachine, WakeDetected
+from satellite.core.session import Event, Final, Idle, Listening, SessionMachine, WakeDetected
+from satellite.runtime.memory import release_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +146,5 @@ class Pipeline:
     def _emit(self, events: list[Event]) -> None:
         for event in events:
             self.on_event(event)
+        if any(isinstance(event, Idle) for event in events):
+            release_freed_memory()  # the decode's working memory, once its session is over
