@@ -61,10 +61,19 @@ class BareEngines:
 
 def peak_rss_kb(pid: int | str = "self") -> int:
     """VmHWM (peak resident set size) of a process, in kB."""
+    return _status_kb(pid, "VmHWM")
+
+
+def rss_kb(pid: int | str = "self") -> int:
+    """VmRSS (resident set size now) of a process, in kB."""
+    return _status_kb(pid, "VmRSS")
+
+
+def _status_kb(pid: int | str, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM for process {pid}")
+    raise RuntimeError(f"no {field} for process {pid}")
 
 
 def lean_floor(models_dir: Path, frames: list[Frame], sessions: int) -> None:

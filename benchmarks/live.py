@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bare import peak_rss_kb
+from benchmarks.bare import peak_rss_kb, rss_kb
 from benchmarks.signals import COMMAND, Samples, last_voiced_sample, room_tone
 from satellite.config import MqttSettings
 from satellite.core.frames import FRAME_SAMPLES, SAMPLE_RATE, split_frames
@@ -99,6 +99,7 @@ class LiveResult:
     backlog_chunks: list[float] = field(default_factory=list)
     ready_s: list[float] = field(default_factory=list)
     peak_rss_kb: int = 0
+    idle_rss_kb: int = 0  # after the last session: what an idle satellite holds
     captured_at: list[float] = field(default_factory=list)
     received_at: list[float] = field(default_factory=list)
     rig_ms: list[float] = field(default_factory=list)
@@ -149,6 +150,7 @@ def run_live(
             for _ in range(n):
                 _one_command(mic, session, clip, detection, result)
             result.peak_rss_kb = peak_rss_kb(sat.proc.pid)
+            result.idle_rss_kb = rss_kb(sat.proc.pid)
             log_text = sat.log()
         for i in range(2):
             again, ready_s = start_daemon(config, mic, notify, workdir / f"sat{i}.log")

@@ -144,6 +144,7 @@ def measure_live(
         "ready_s": [round(s, 3) for s in result.ready_s],
         "ready_p50_s": round(live.median(result.ready_s), 3),
         "satellite_peak_rss_mb": round(result.peak_rss_kb / 1024, 1),
+        "satellite_idle_rss_mb": round(result.idle_rss_kb / 1024, 1),
     }
 
 

@@ -30,6 +30,7 @@ def test_run_reports_every_target_against_its_floor() -> None:
     assert report["offline"]["simulate"]["speed_x"] > 0
     # The memory floor: the engines alone; the daemon carries them and more.
     assert 0 < report["offline"]["lean_engines_peak_rss_mb"] < live["satellite_peak_rss_mb"]
+    assert 0 < live["satellite_idle_rss_mb"] <= live["satellite_peak_rss_mb"]
     process = report["process"]
     commands = process["commands"]
     assert commands["sessions_offline"] == commands["daemon_wakes"] == 1
