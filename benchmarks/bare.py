@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from satellite.audio.speech import seed_dither
 from satellite.core.frames import SAMPLE_RATE, Frame
 from satellite.modelfiles import feature_model_paths, vosk_model_path, wake_model_path
 from satellite.modelfiles.sources import VOSK_MODEL
@@ -45,7 +46,8 @@ class BareEngines:
         return max(scores.values())
 
     def start_stt(self) -> None:
-        """A fresh recogniser for a new utterance."""
+        """A fresh recogniser for a new utterance, its dither seeded as the satellite's."""
+        seed_dither()
         self.recognizer = self._vosk.KaldiRecognizer(self.vosk_model, SAMPLE_RATE)
 
     def stt(self, frame: Frame) -> str:

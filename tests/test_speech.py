@@ -54,6 +54,20 @@ def test_command_after_the_preroll_is_transcribed_without_the_wake_word(
     assert partials and all("jarvis" not in p for p in partials)
 
 
+def test_the_same_command_decodes_the_same_whatever_was_decoded_before(
+    transcriber: VoskTranscriber, speech_cache: Path
+) -> None:
+    """Kaldi's dither starts from the same seed for every utterance: the same audio gives the
+    same words, times and confidences, however many decodes came before it."""
+    wake = speak("hey jarvis", cache_dir=speech_cache)
+    command = speak("turn on the kitchen lights and set a timer", cache_dir=speech_cache)
+    other = speak("what is the weather like tomorrow", cache_dir=speech_cache)
+    first = transcribe(transcriber, wake, command)
+    for _ in range(2):
+        transcribe(transcriber, wake, other)
+        assert transcribe(transcriber, wake, command) == first
+
+
 def test_a_final_closes_the_recogniser_and_its_memory_with_it(
     transcriber: VoskTranscriber, speech_cache: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +19,9 @@ log = logging.getLogger(__name__)
 
 # Vosk's word for "speech outside the grammar"; it is never part of a transcript.
 UNKNOWN = "[unk]"
+# Where Kaldi's dither starts for every utterance: 1 is the C library's own initial state, so
+# each utterance decodes as the first one of a fresh process always did.
+DITHER_SEED = 1
 
 
 class PhraseError(ModelError, ConfigError):
@@ -77,6 +81,7 @@ class VoskTranscriber:
         after it; otherwise it is found from the words Vosk decodes. Word times are from the
         detection.
         """
+        seed_dither()
         if self._grammar is None:
             self._recognizer = self._vosk.KaldiRecognizer(self._model, SAMPLE_RATE)
         else:
@@ -188,3 +193,14 @@ def _import_vosk() -> Any:
     vosk.SetLogLevel(-1)
     return vosk
 
+
+def seed_dither() -> None:
+    """Start Kaldi's dither where it starts in a fresh process, so that the same audio always
+    decodes to the same words (call before each recogniser, on the thread that decodes).
+
+    Vosk's models leave Kaldi's MFCC dither at its default: noise of one sample's amplitude on
+    every frame, drawn from the C library's global rand(). Unseeded, each utterance continues
+    where the last one left off, and the same command decoded twice in one process could come
+    out as different words ("stop the music", "stop them music") or confidences.
+    """
+    ctypes.CDLL(None).srand(DITHER_SEED)
