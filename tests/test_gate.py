@@ -60,6 +60,27 @@ def test_gate_opens_on_sound_and_closes_after_the_hangover() -> None:
     assert held == [True] * frames_for(0.4) + [False] * (8 - frames_for(0.4))
 
 
+def test_a_retuned_gate_keeps_the_floor_it_heard() -> None:
+    g = gate(margin_db=6.0, hangover_s=0.4)
+    for frame in tone(-50.0, 10):
+        g.update(frame)
+    g.retune(margin_db=4.0, hangover_s=0.2)
+    assert g.floor_dbfs == pytest.approx(-50.0, abs=0.1)
+    assert g.update(tone(-45.0)[0])  # 5 dB above: enough now
+    held = [g.update(frame) for frame in tone(-50.0, 6)]
+    assert held == [True] * frames_for(0.2) + [False] * (6 - frames_for(0.2))
+
+
+def test_a_gate_held_open_scores_a_voice_it_would_take_for_the_floor() -> None:
+    """A gate created while someone speaks (a reload turning it on) stays open its hangover."""
+    new = gate(hangover_s=0.4)
+    assert not new.update(tone(-30.0)[0])  # its first frame is its floor
+    held = gate(hangover_s=0.4)
+    held.hold_open()
+    opened = [held.update(frame) for frame in tone(-30.0, 8)]
+    assert opened == [True] * frames_for(0.4) + [False] * (8 - frames_for(0.4))
+
+
 def test_floor_follows_a_louder_room_after_its_window() -> None:
     g = gate()
     for frame in tone(-60.0, 20):
@@ -181,3 +202,13 @@ def test_gated_openwakeword_detects_exactly_as_ungated(
     print(f"SNR {snr_db}: gate skipped {skipped:.0%} of {len(frames)} frames, hits {plain}")
     if snr_db is None:
         assert skipped > 0.5
+
+
+def test_unwrapping_scores_the_held_frames_first() -> None:
+    """A reload turning the gate off: the detector's history has no gap."""
+    inner = Recorder()
+    gated = GatedDetector(inner, gate())
+    for i in range(100, 105):
+        gated.process(marked(i, -60.0))
+    assert gated.unwrap() is inner
+    assert inner.fed == list(range(100, 105))

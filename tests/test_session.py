@@ -450,3 +450,27 @@ def test_requests_are_applied_as_the_machine_methods_they_name() -> None:
     assert m.apply(SetMuted(False)) == [MuteChanged("id5", False)] and not m.muted
     assert m.apply(SetFault("gone")) == [FaultChanged("id6", "gone")]
     assert m.apply(SetFault(None)) == [FaultChanged("id7", None)]
+
+
+def test_a_machine_handed_over_hears_on_with_the_pre_roll_refractory_and_mute() -> None:
+    """A reload's swap: the next wake word's pre-roll includes frames heard before it."""
+    old = machine(FakeTranscriber([SttUpdate("", HELLO)]), refractory_s=0.8, preroll_s=2.0)
+    run(old, [frame(LOUD), frame()])  # a session ended: the refractory period runs
+    run(old, [frame(7)] * 3)
+    t = FakeTranscriber([SttUpdate("", HELLO)])
+    new = old.hand_over(machine(t, refractory_s=0.8, preroll_s=2.0))
+    assert run(new, [frame(LOUD)] * (seconds(0.8) - 3)) == []  # what was left of it
+    events = run(new, [frame(LOUD), frame()])
+    assert isinstance(events[0], WakeDetected)
+    assert t.prerolls == [(seconds(0.8) + 1) * FRAME_SAMPLES]
+    assert t.starts[0].audio[0] == 7  # heard by the old machine
+    muted = machine(FakeTranscriber([]))
+    muted.set_muted(True)
+    assert muted.hand_over(machine(FakeTranscriber([]))).muted
+
+
+def test_a_machine_hearing_an_utterance_does_not_hand_over() -> None:
+    old = machine(FakeTranscriber([SttUpdate("turn")]))
+    run(old, [frame(LOUD)])
+    with pytest.raises(RuntimeError, match="in progress"):
+        old.hand_over(machine(FakeTranscriber([])))

@@ -38,6 +38,18 @@ class EnergyGate:
         """The noise floor the gate judges by."""
         return self._floor.dbfs
 
+    def hold_open(self) -> None:
+        """Stay open for the hangover from the next frame whatever its level: a gate that has
+        not heard the room yet would take a voice for the room's floor and close on it."""
+        self._hangover_left = self._hangover_frames
+        self.open = True
+
+    def retune(self, *, margin_db: float, hangover_s: float) -> None:
+        """New margin and hangover from the next frame on; the floor heard so far is kept."""
+        self.margin_db = margin_db
+        self._hangover_frames = frames_for(hangover_s)
+        self._hangover_left = min(self._hangover_left, self._hangover_frames)
+
     def update(self, frame: Frame) -> bool:
         """Judge one frame; whether the gate is open for it."""
         level = rms_dbfs(frame)
@@ -96,6 +108,13 @@ class GatedDetector:
         """Reset the detector and forget held frames; the noise floor is kept."""
         self.detector.reset()
         self._skipped.clear()
+
+    def unwrap(self) -> ScoringDetector:
+        """The wrapped detector, without the gate from now on: it first scores the frames held
+        back, so its history has no gap (they were below the gate: no wake word in them)."""
+        while self._skipped:
+            self._score(self._skipped.popleft())
+        return self.detector
 
     def _score(self, frame: Frame) -> Detection | None:
         self.frames_scored += 1

@@ -212,6 +212,20 @@ class SessionMachine:
         """Whether an utterance is in progress."""
         return self._utterance is not None
 
+    def hand_over(self, to: SessionMachine) -> SessionMachine:
+        """Have `to` hear on from where this idle machine stopped (a reload's swap): its recent
+        frames (the pre-roll and level window), the refractory period left and the mute.
+
+        The detector's and the voice tracker's own history go with them: give `to` the same
+        ones and a wake word that began here still wakes there. Returns `to`.
+        """
+        if self._utterance is not None:
+            raise RuntimeError("an utterance is in progress: it finishes on this machine")
+        to._preroll.extend(self._preroll)
+        to._refractory_left = self._refractory_left
+        to.muted = self.muted
+        return to
+
     def process(self, frame: Frame) -> list[Event]:
         """Advance by one 80 ms frame and return what happened."""
         if self.muted:

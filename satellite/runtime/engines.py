@@ -98,6 +98,40 @@ def build_machine(
     )
 
 
+def reload_machine(
+    settings: Settings, engines: Engines, old: SessionMachine, *, same_engines: bool
+) -> SessionMachine:
+    """A reload's session machine, hearing on from `old` (idle): see `retune_machine`. New
+    engines start their detector's history at the swap: a wake word said across it is lost."""
+    if same_engines:
+        return retune_machine(settings, engines, old)
+    return old.hand_over(build_machine(settings, engines))
+
+
+def retune_machine(settings: Settings, engines: Engines, old: SessionMachine) -> SessionMachine:
+    """A machine with the tuning of `settings` on the engines `old` (idle) runs, hearing on as
+    if nothing had changed, so a wake word being said at that moment still wakes: the same
+    detector (its history, its silence gate's floor and held frames) and voice tracker, and
+    `old`'s pre-roll, refractory period and mute. Call it on the pipeline thread."""
+    wake = settings.wake
+    oww = engines.wake
+    oww.threshold, oww.patience = wake.threshold, wake.patience
+    detector = old.detector
+    if isinstance(detector, GatedDetector) and wake.gate:
+        detector.gate.retune(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
+    elif isinstance(detector, GatedDetector):
+        detector = detector.unwrap()
+    elif wake.gate:
+        gate = EnergyGate(margin_db=wake.gate_margin_db, hangover_s=wake.gate_hangover_s)
+        gate.hold_open()  # the voice may be speaking now
+        detector = GatedDetector(oww, gate)
+    timing = session_timing(settings)
+    machine = SessionMachine(
+        detector=detector, transcriber=engines.stt, timing=timing, voice=old.voice
+    )
+    return old.hand_over(machine)
+
+
 def session_timing(settings: Settings) -> SessionTiming:
     """The session machine's end-of-utterance and re-arm rules, from the settings."""
     stt = settings.stt

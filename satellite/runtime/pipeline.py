@@ -45,7 +45,8 @@ def log_event(event: Event, audio_age_s: float = 0.0) -> None:
 class Swap:
     """A new session machine and/or microphone for the pipeline (a reload's), and when done."""
 
-    machine: Callable[[], SessionMachine] | None = None  # built on the pipeline thread
+    # Builds the new machine from the old, idle one, on the pipeline thread.
+    machine: Callable[[SessionMachine], SessionMachine] | None = None
     capture: Capture | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -135,9 +136,7 @@ class Pipeline:
             if old.fault is not None and swap.capture.fault is None:
                 self._emit(self.machine.set_fault(None))
         if swap.machine is not None:
-            machine = swap.machine()
-            machine.muted = self.machine.muted
-            self.machine = machine
+            self.machine = swap.machine(self.machine)
         swap.done.set()
 
     def _process(self, frame: Frame) -> None:

@@ -24,7 +24,13 @@ from satellite.mqtt.outbound import Outbox, build_outbox
 from satellite.mqtt.status import Health, Instance, status_payload, will_payload
 from satellite.mqtt.takeover import OwnStatus
 from satellite.runtime.control import Controller, Counters, Item, Reconfigure, RoomView
-from satellite.runtime.engines import Engines, build_machine, client_id, load_engines
+from satellite.runtime.engines import (
+    Engines,
+    build_machine,
+    client_id,
+    load_engines,
+    reload_machine,
+)
 from satellite.runtime.handovers import (
     AccessoryFault,
     ArbitrationDecided,
@@ -248,9 +254,13 @@ class Satellite:
                 # After the controller has the new topics; started even if that failed: a
                 # link in use that never connects would silence the satellite.
                 parts.link.start()
-        engines = parts.engines
+        engines, same = parts.engines, not plan.engines
         return Swap(
-            machine=(lambda: build_machine(settings, engines)) if plan.machine else None,
+            machine=(
+                (lambda old: reload_machine(settings, engines, old, same_engines=same))
+                if plan.machine
+                else None
+            ),
             capture=parts.capture,
         )
 
